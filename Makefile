@@ -1,0 +1,43 @@
+# rkio developer commands. `make test` and `make run` work on a fresh clone.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+SIM_OUT := build/sim
+STAMP := $(VENV)/.installed
+
+.PHONY: all venv sim test test-unit test-integration test-e2e lint typecheck run bench clean
+
+all: test
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+$(STAMP): $(PY) pyproject.toml
+	$(PIP) install --quiet -e '.[test,fast]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+sim:
+	$(MAKE) -C sim OUT=$(abspath $(SIM_OUT))
+
+test: venv sim
+	RKIO_SIM_DIR=$(abspath $(SIM_OUT)) $(PY) -m pytest -q -p no:cacheprovider
+
+test-unit: venv
+	$(PY) -m pytest -q tests/unit
+
+test-integration: venv sim
+	RKIO_SIM_DIR=$(abspath $(SIM_OUT)) $(PY) -m pytest -q tests/integration
+
+test-e2e: venv sim
+	RKIO_SIM_DIR=$(abspath $(SIM_OUT)) $(PY) -m pytest -q tests/e2e
+
+lint: venv
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf build $(VENV) .pytest_cache .mypy_cache .ruff_cache

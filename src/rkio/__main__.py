@@ -1,0 +1,3 @@
+from rkio.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The ``rkio`` command line: one module per subcommand, each exposing ``register(subparsers)``."""

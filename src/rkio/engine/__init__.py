@@ -1,0 +1,1 @@
+"""The engine: model registry, memory planner, scheduler (pure), supervisor (asyncio shell), runners."""

@@ -1,0 +1,230 @@
+"""Leaf types shared by the engine's parts and its callers (the API layers).
+
+Everything here is a frozen dataclass: no I/O, no behaviour beyond trivial properties.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from rkio.runtime.base import GenerateParams, LoadParams, Perf, Sampling
+
+RuntimeKind = Literal["rkllm", "llamacpp"]
+
+
+# ---------------------------------------------------------------------------------------------- models
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    """A model resolved from the models directory, with its configuration (model.toml) applied."""
+
+    name: str
+    path: str  # absolute path of the .rkllm / .gguf file
+    runtime: RuntimeKind
+    size_bytes: int  # the model file's size (sparse files count their apparent size)
+    mtime_ns: int
+    load: LoadParams  # defaults for init; max_context_len etc.
+    system_prompt: str | None = None
+    chat_template: str | None = None  # jinja source or preset name; None = backend default / ChatML
+    keep_alive: float | None = None  # seconds; None = server default; < 0 = forever
+    pinned: bool = False
+    base_domain_id: int | None = None  # user-pinned domain; None = planner decides
+    abi: str | None = None  # rkllm ABI override for this model ("1.2.1", ...)
+    lora_adapters: tuple[tuple[str, str, float], ...] = ()  # (name, path, scale)
+    max_context_limit: int | None = None  # when known from the file (GGUF n_ctx_train)
+
+
+# ---------------------------------------------------------------------------------------------- requests
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    role: str  # system | user | assistant | tool
+    content: str
+    tool_calls: tuple[dict[str, Any], ...] = ()
+    tool_call_id: str | None = None
+    name: str | None = None
+    images: tuple[bytes, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationRequest:
+    """What an API layer asks the engine for. Either ``messages`` (chat) or ``prompt`` (completion)."""
+
+    model: str
+    messages: tuple[ChatMessage, ...] | None = None
+    prompt: str | None = None
+    raw: bool = False  # prompt is sent verbatim, no chat template
+    tools: tuple[dict[str, Any], ...] = ()
+    max_tokens: int | None = None
+    sampling: Sampling | None = None  # fully resolved per-request sampling, or None = model defaults
+    stop: tuple[str, ...] = ()
+    num_ctx: int | None = None  # a different max_context_len: may need a managed re-init
+    keep_alive: float | None = None  # seconds; None = model/server default; < 0 forever; 0 unload after
+    enable_thinking: bool = False
+    lease: str | None = None  # JSON-RPC handle lease id
+    request_id: str = ""
+
+
+# ---------------------------------------------------------------------------------------------- events
+
+
+@dataclass(frozen=True, slots=True)
+class Queued:
+    """The request waits; ``position`` 0 means next in line."""
+
+    position: int
+
+
+@dataclass(frozen=True, slots=True)
+class Loading:
+    model: str
+
+
+@dataclass(frozen=True, slots=True)
+class TokenChunk:
+    """One or more tokens that became ready together (batched across the process boundary)."""
+
+    text: str
+    token_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class Timings:
+    """Seconds; ``None`` where a phase did not happen (e.g. no load)."""
+
+    queue_s: float
+    load_s: float | None
+    ttft_s: float | None
+    total_s: float
+    prefill_s: float | None = None
+    generate_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    finish_reason: Literal["stop", "length"]
+    usage: Usage
+    timings: Timings
+    perf: Perf | None = None
+
+
+EngineEvent = Queued | Loading | TokenChunk | Done
+"""``Engine.generate`` yields these; errors are raised as ``RkioError`` subclasses instead."""
+
+
+# ---------------------------------------------------------------------------------------------- status
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedModel:
+    name: str
+    runtime: RuntimeKind
+    state: Literal["loading", "idle", "busy", "stopping"]
+    pid: int | None
+    bytes: int  # planner's figure (learned or estimated)
+    rss_bytes: int | None  # last measured
+    domains: tuple[int, ...]  # IOMMU domains (empty for CPU)
+    max_context_len: int
+    loaded_at: float  # wall clock (time.time())
+    last_used: float
+    expires_at: float | None  # None = never (pinned / negative keep_alive)
+    queue_length: int
+    pinned: bool
+    leases: int
+
+
+@dataclass(frozen=True, slots=True)
+class Cooldown:
+    model: str
+    until: float
+    reason: str
+    failures: int
+
+
+@dataclass(frozen=True, slots=True)
+class EngineStatus:
+    loaded: tuple[LoadedModel, ...]
+    budget_bytes: int
+    used_bytes: int
+    free_bytes: int
+    queue_length: int
+    running: int
+    npu_lanes: int
+    cooldowns: tuple[Cooldown, ...] = ()
+    quarantined: tuple[str, ...] = ()
+    counters: dict[str, int] = field(default_factory=dict)  # loads, load_failures, evictions, crashes...
+
+
+class Engine(Protocol):
+    """What the HTTP / JSON-RPC layers call. Implemented by ``rkio.engine.engine.ModelEngine``."""
+
+    def generate(self, request: GenerationRequest) -> AsyncIterator[EngineEvent]:
+        """Queue, load if needed, run. Raises RkioError subclasses; closing the iterator cancels."""
+        ...
+
+    async def load(self, model: str, keep_alive: float | None = None) -> None: ...
+    async def unload(self, model: str) -> None: ...
+    def status(self) -> EngineStatus: ...
+    def models(self) -> list[ModelSpec]: ...
+    def model(self, name: str) -> ModelSpec:
+        """Raises ModelNotFound."""
+        ...
+
+    async def open_lease(self, model: str) -> str: ...
+    async def close_lease(self, lease: str) -> None: ...
+    async def start(self) -> None: ...
+    async def stop(self, grace: float = 10.0) -> None: ...
+
+
+# ---------------------------------------------------------------------------------------------- runners
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerExit:
+    """How a runner process ended. ``signal`` set when killed by one (SIGSEGV, SIGKILL of the OOM killer)."""
+
+    returncode: int | None
+    signal: int | None
+    during: Literal["load", "generation", "idle", "stop"]
+    last_error: str | None  # last error line the runtime printed, if any
+
+    def describe(self, model: str) -> str:
+        import signal as _signal
+
+        if self.signal is not None:
+            try:
+                cause = f"crashed with {_signal.Signals(self.signal).name}"
+            except ValueError:
+                cause = f"crashed with signal {self.signal}"
+        else:
+            cause = f"exited with status {self.returncode}"
+        text = f"runner for {model} {cause} during {self.during}"
+        return f"{text}: {self.last_error}" if self.last_error else text
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerMemory:
+    rss_bytes: int
+    hwm_bytes: int
+    runtime_mb: float | None  # RKLLMPerfStat.memory_usage_mb when reported
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerGeneration:
+    """What the gateway sends a runner for one generation (chat already rendered or still messages)."""
+
+    params: GenerateParams
+    messages: tuple[ChatMessage, ...] | None = None  # rendered by the runner with the model's template
+    tools: tuple[dict[str, Any], ...] = ()
+    stop: tuple[str, ...] = ()
+    system_prompt: str | None = None
