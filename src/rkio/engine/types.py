@@ -220,6 +220,17 @@ class RunnerMemory:
 
 
 @dataclass(frozen=True, slots=True)
+class RunnerDone:
+    """The last item a runner's generation stream yields."""
+
+    finish: Literal["stop", "length", "abort"]
+    prompt_tokens: int
+    completion_tokens: int
+    perf: Perf | None
+    memory: RunnerMemory | None
+
+
+@dataclass(frozen=True, slots=True)
 class RunnerGeneration:
     """What the gateway sends a runner for one generation (chat already rendered or still messages)."""
 
