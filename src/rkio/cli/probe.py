@@ -1,0 +1,107 @@
+"""``rkio probe``: the board experiment kit (co-loading, domains, output integrity, memory)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from rkio.probe.measure import rknpu_state
+from rkio.probe.plan import PairMode, ProbeConfig, ProbeModel
+from rkio.probe.report import build_report, summary, write_report
+from rkio.probe.run import Gauge, Prober, host_gauge
+from rkio.probe.simulated import (
+    FLAVOURS,
+    OVERCOMMIT_MODES,
+    SimulatedGauge,
+    sim_environment,
+    sim_library,
+    sim_models,
+)
+from rkio.units import GiB, parse_size
+
+MODES = {"same": PairMode.SAME_DOMAIN, "distinct": PairMode.DISTINCT_DOMAINS, "one": PairMode.ONE_PROCESS}
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "probe", help="measure what this board can co-load (each load in its own child process)",
+        description="Load the given models alone (smallest first), then in pairs: two processes with the "
+                    "same base_domain_id, two with different ones, and two handles in one process. "
+                    "Compares greedy replies with each model's solo reply, measures memory at every step, "
+                    "stops a series at its first failure and never loads past MemAvailable minus --margin.")
+    p.add_argument("models", nargs="*", type=Path, help=".rkllm files to test")
+    p.add_argument("--ctx", type=int, default=512, help="max_context_len for every load (default 512)")
+    p.add_argument("--max-new-tokens", type=int, default=16)
+    p.add_argument("--prompt", default=ProbeConfig.__dataclass_fields__["prompt"].default)
+    p.add_argument("--margin", default="1GiB", help="RAM always left free (default 1GiB)")
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds per step before a child is killed")
+    p.add_argument("--modes", default="same,distinct,one",
+                   help="pair modes to run: same, distinct, one (comma separated)")
+    p.add_argument("--no-pairs", action="store_true", help="only the solo ladder")
+    p.add_argument("--library", help="librkllmrt.so to use (default RKIO_RKLLM_LIB, then the usual places)")
+    p.add_argument("--abi", help="force the rkllm ABI generation (1.1.4, 1.2.0, 1.2.1, 1.3.0)")
+    p.add_argument("--out", type=Path,
+                   help="directory for probe.json and probe.md (default ./rkio-probe-TIME)")
+    sim = p.add_argument_group("simulator (reproduces the analysis' experiments without a board)")
+    sim.add_argument("--simulate", choices=FLAVOURS, metavar="FLAVOUR",
+                     help=f"run against sim/ built as FLAVOUR ({', '.join(FLAVOURS)})")
+    sim.add_argument("--sim-models", default="1G,1.5G,3G",
+                     help="sizes of the sparse simulated models (default 1G,1.5G,3G)")
+    sim.add_argument("--sim-ram", default="16GiB", help="RAM of the simulated board (default 16GiB)")
+    sim.add_argument("--sim-overcommit", choices=OVERCOMMIT_MODES,
+                     help="what the simulator does on a RAM/domain overcommit (default: the flavour's)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        modes = tuple(MODES[m.strip()] for m in args.modes.split(",") if m.strip())
+    except KeyError as exc:
+        print(f"rkio probe: unknown mode {exc.args[0]!r} (same, distinct, one)", file=sys.stderr)
+        return 2
+    margin = parse_size(args.margin)
+    env: dict[str, str] | None = None
+    gauge: Gauge = host_gauge
+    environment: dict[str, Any] = {}
+    paths: list[Path] = list(args.models)
+    work = Path(tempfile.mkdtemp(prefix="rkio-probe-"))
+    if args.simulate:
+        ram = parse_size(args.sim_ram)
+        library = sim_library(args.simulate)
+        if not paths:
+            sizes = [parse_size(s.strip()) for s in args.sim_models.split(",") if s.strip()]
+            paths = sim_models(work / "models", sizes)
+        env = sim_environment(library, work / "sim-state", ram, args.sim_overcommit)
+        gauge = SimulatedGauge(ram)
+        environment["simulated"] = (f"flavour {args.simulate}, RAM {ram / GiB:g} GiB, overcommit "
+                                    f"{args.sim_overcommit or 'flavour default'}")
+    if not paths:
+        print("rkio probe: give model files, or --simulate FLAVOUR", file=sys.stderr)
+        return 2
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        print(f"rkio probe: not a file: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    config = ProbeConfig(models=tuple(ProbeModel.from_path(p) for p in paths), max_context_len=args.ctx,
+                         max_new_tokens=args.max_new_tokens, prompt=args.prompt, margin_bytes=margin,
+                         step_timeout=args.timeout, pair_modes=modes, pairs=not args.no_pairs,
+                         library=args.library, abi=args.abi, env=env)
+    npu = rknpu_state()
+    environment.update({f"rknpu_{k}": v for k, v in npu.items()})
+    prober = Prober(config, gauge=gauge, log=lambda line: print(f"  {line}", file=sys.stderr))
+    prober.run()
+    runtimes = {s.detail for solo in prober.solos for s in solo.steps
+                if s.action == "load" and s.outcome == "ok"}
+    environment["runtime"] = ", ".join(sorted(runtimes))
+    report = build_report(config, prober.solos, prober.pairs, prober.stopped, environment)
+    out = args.out or Path(f"rkio-probe-{time.strftime('%Y%m%d-%H%M%S')}")
+    write_report(report, out / "probe.json")
+    text = summary(report)
+    (out / "probe.md").write_text(text)
+    print(text)
+    print(f"report: {out / 'probe.json'} (send this file back), summary: {out / 'probe.md'}")
+    return 0
