@@ -1,0 +1,350 @@
+"""``RunnerProcess``: the gateway's asyncio handle on one runner process (one loaded model).
+
+The runner runs in a fresh interpreter in its own session (so its process group can be killed as a whole
+and a segfault or OOM kill takes only it down). Frames travel over a socketpair; the runner's stdout and
+stderr come back through one pipe (``RunnerOutput``). A runner's death is seen at once as EOF on the
+socket; ``wait`` then reaps it through asyncio's child watcher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+from collections import deque
+from collections.abc import AsyncIterator, Mapping
+from typing import ClassVar, Literal
+
+from rkio.engine.runner.frames import (
+    Abort,
+    Done,
+    Error,
+    FrameError,
+    FrameSplitter,
+    FromRunner,
+    Generate,
+    Load,
+    Loaded,
+    Memory,
+    MemoryReport,
+    Progress,
+    Stop,
+    Stopped,
+    Tokens,
+    ToRunner,
+    decode_from_runner,
+    encode,
+)
+from rkio.engine.runner.output import RunnerOutput
+from rkio.engine.runner.wire_errors import to_exception
+from rkio.engine.types import ModelSpec, RunnerDone, RunnerExit, RunnerGeneration, RunnerMemory, TokenChunk
+from rkio.errors import LoadFailed, RunnerCrashed, RuntimeFailure
+from rkio.runtime.base import LoadParams
+
+log = logging.getLogger("rkio.runner")
+
+Phase = Literal["load", "generation", "idle", "stop"]
+TERM_GRACE_S = 2.0  # after SIGTERM, before SIGKILL
+
+
+class _Channel(asyncio.Protocol):
+    """Splits the socket's byte stream into frames for its RunnerProcess."""
+
+    def __init__(self, owner: RunnerProcess) -> None:
+        self._owner = owner
+        self._splitter = FrameSplitter()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            frames = [decode_from_runner(body) for body in self._splitter.feed(data)]
+        except FrameError as exc:
+            log.error("runner for %s: %s; killing it", self._owner.spec.name, exc)
+            self._owner.kill()
+            return
+        self._owner._on_frames(frames)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._owner._on_eof()
+
+
+class RunnerProcess:
+    """One runner process. Create with ``await RunnerProcess.start(...)``."""
+
+    argv: ClassVar[tuple[str, ...]] = (sys.executable, "-m", "rkio.engine.runner")
+
+    def __init__(self, spec: ModelSpec, proc: asyncio.subprocess.Process) -> None:
+        self.spec = spec
+        self.pid: int = proc.pid
+        self.runtime_name = ""
+        self.features: frozenset[str] = frozenset()
+        self.load_s: float | None = None
+        self._proc = proc
+        self._phase: Phase = "load"
+        self._died_during: Phase | None = None
+        self._transport: asyncio.Transport | None = None
+        self._output = RunnerOutput(f"runner {spec.name} [{proc.pid}]")
+        self._output_task = asyncio.ensure_future(self._read_output())
+        self._memory: RunnerMemory | None = None
+        self._loop = asyncio.get_running_loop()
+        self._last_progress = self._loop.time()
+        self._loaded: asyncio.Future[Loaded | Error | None] = self._loop.create_future()
+        self._frames: deque[FromRunner] = deque()
+        self._wakeup: asyncio.Future[None] | None = None
+        self._eof = False
+        self._discard = False  # frames of a generation whose consumer went away
+        self._runtime_idle = asyncio.Event()
+        self._runtime_idle.set()
+        self._consumer = False
+        self._stopped = asyncio.Event()
+        self._exit_task: asyncio.Task[RunnerExit] | None = None
+
+    # ------------------------------------------------------------------------------------------ start
+
+    @classmethod
+    async def start(cls, spec: ModelSpec, load: LoadParams, *, env: Mapping[str, str] | None = None,
+                    load_timeout: float = 120.0) -> RunnerProcess:
+        """Start a runner and load the model. Returns once loaded.
+
+        Raises LoadFailed (the runtime refused: message ends with its last "E ..." line, or the load made no
+        progress for ``load_timeout`` seconds) or RunnerCrashed (the process died while loading).
+        """
+        parent, child = socket.socketpair()
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *cls.argv, "--fd", str(child.fileno()), pass_fds=(child.fileno(),), start_new_session=True,
+                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT, env={**os.environ, **(env or {})},
+            )
+        except BaseException:
+            parent.close()
+            raise
+        finally:
+            child.close()
+        runner = cls(spec, proc)
+        try:
+            transport, _ = await runner._loop.connect_accepted_socket(lambda: _Channel(runner), sock=parent)
+            runner._transport = transport
+            runner._send(Load(spec, load))
+            await runner._await_loaded(load_timeout)
+        except BaseException:
+            runner.kill()
+            await asyncio.shield(runner.wait())
+            raise
+        return runner
+
+    async def _await_loaded(self, load_timeout: float) -> None:
+        while not self._loaded.done():
+            remaining = self._last_progress + load_timeout - self._loop.time()
+            if remaining <= 0:
+                self.kill()
+                await self.wait()
+                raise LoadFailed(f"load of {self.spec.name} stalled for {load_timeout:g} s")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._loaded), remaining)
+        outcome = self._loaded.result()
+        if isinstance(outcome, Loaded):
+            self.runtime_name, self.load_s = outcome.runtime, outcome.load_s
+            self.features = frozenset(outcome.features)
+            self._memory = _memory(outcome.memory)
+            self._phase = "idle"
+            return
+        if isinstance(outcome, Error):
+            detail = await self._output.error_at(outcome.marker)
+            # the runner exits on its own after a failed load
+            try:
+                await asyncio.wait_for(asyncio.shield(self.wait()), TERM_GRACE_S)
+            except TimeoutError:
+                self.kill()
+                await self.wait()
+            raise to_exception(outcome, detail, default=LoadFailed)
+        ended = await self.wait()
+        raise RunnerCrashed(ended.describe(self.spec.name))
+
+    # ------------------------------------------------------------------------------------------ frames
+
+    def _send(self, message: ToRunner) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.write(encode(message))
+
+    def _on_frames(self, frames: list[FromRunner]) -> None:
+        queued = False
+        for frame in frames:
+            if isinstance(frame, Tokens):
+                if not self._discard:
+                    self._frames.append(frame)
+                    queued = True
+            elif isinstance(frame, Error) and not self._loaded.done():
+                self._loaded.set_result(frame)
+            elif isinstance(frame, Done | Error):
+                if isinstance(frame, Done) and frame.memory is not None:
+                    self._memory = _memory(frame.memory)
+                self._runtime_idle.set()
+                if self._phase == "generation":
+                    self._phase = "idle"
+                if self._discard:
+                    self._discard = False
+                else:
+                    self._frames.append(frame)
+                    queued = True
+            elif isinstance(frame, Loaded):
+                if not self._loaded.done():
+                    self._loaded.set_result(frame)
+            elif isinstance(frame, Progress):
+                self._last_progress = self._loop.time()
+            elif isinstance(frame, Memory):
+                self._memory = _memory(frame.memory)
+            elif isinstance(frame, Stopped):
+                self._stopped.set()
+        if queued:
+            self._wake()
+
+    def _on_eof(self) -> None:
+        self._eof = True
+        if self._died_during is None:
+            self._died_during = self._phase
+        self._runtime_idle.set()
+        self._stopped.set()
+        if not self._loaded.done():
+            self._loaded.set_result(None)
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._wakeup
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # ------------------------------------------------------------------------------------------ generate
+
+    def memory(self) -> RunnerMemory | None:
+        """The last measurement the runner reported (after load, after each generation)."""
+        return self._memory
+
+    async def generate(self, gen: RunnerGeneration) -> AsyncIterator[TokenChunk | RunnerDone]:
+        """Run one generation: TokenChunks (each batching whatever tokens were ready), then one RunnerDone.
+
+        Raises RunnerCrashed when the runner dies meanwhile, or the runner's RuntimeFailure /
+        ContextLengthExceeded / Unsupported / InvalidRequest. Closing the iterator early aborts the
+        generation; the runner is ready for the next one once the runtime has stopped.
+        """
+        if self._consumer:
+            raise RuntimeFailure(f"runner for {self.spec.name} is already generating")
+        self._consumer = True
+        finished = False
+        try:
+            await self._runtime_idle.wait()
+            if self._eof or self._phase not in ("idle", "generation"):
+                raise await self._gone()
+            self._frames.clear()
+            self._runtime_idle.clear()
+            self._phase = "generation"
+            self._send(Generate(gen))
+            frames = self._frames
+            while True:
+                if not frames:
+                    if self._eof:
+                        finished = True
+                        raise await self._gone()
+                    self._wakeup = self._loop.create_future()
+                    await self._wakeup
+                    continue
+                frame = frames.popleft()
+                if isinstance(frame, Tokens):
+                    if frames and isinstance(frames[0], Tokens):
+                        texts, ids = [frame.text], list(frame.ids)
+                        while frames and isinstance(frames[0], Tokens):
+                            more = frames.popleft()
+                            texts.append(more.text)  # type: ignore[union-attr]
+                            ids.extend(more.ids)  # type: ignore[union-attr]
+                        yield TokenChunk("".join(texts), tuple(ids))
+                    else:
+                        yield TokenChunk(frame.text, tuple(frame.ids))
+                elif isinstance(frame, Done):
+                    finished = True
+                    yield RunnerDone(frame.finish, frame.prompt_tokens,  # type: ignore[arg-type]
+                                     frame.completion_tokens, frame.perf, _memory(frame.memory))
+                    return
+                elif isinstance(frame, Error):
+                    finished = True
+                    raise to_exception(frame, await self._output.error_at(frame.marker))
+        finally:
+            self._consumer = False
+            self._wakeup = None
+            if not finished and self._phase == "generation" and not self._eof:
+                self._discard = True
+                self._frames.clear()
+                self._send(Abort())
+
+    async def _gone(self) -> RunnerCrashed:
+        ended = await self.wait()
+        return RunnerCrashed(ended.describe(self.spec.name))
+
+    # ------------------------------------------------------------------------------------------ lifecycle
+
+    async def abort(self, timeout: float) -> bool:  # noqa: ASYNC109 (pinned interface)
+        """Ask the runtime to stop the running generation; True if it stopped within ``timeout`` seconds."""
+        if self._runtime_idle.is_set():
+            return True
+        self._send(Abort())
+        try:
+            await asyncio.wait_for(self._runtime_idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def stop(self, grace: float) -> RunnerExit:
+        """Abort, destroy the handle, end the process (SIGTERM, then SIGKILL to its group), reap it."""
+        if self._proc.returncode is None and not self._eof:
+            if not await self.abort(grace):
+                self.kill()
+            self._phase = "stop"
+            self._send(Stop())
+            try:
+                await asyncio.wait_for(asyncio.shield(self.wait()), grace)
+            except TimeoutError:
+                self._signal_group(signal.SIGTERM)
+                try:
+                    await asyncio.wait_for(asyncio.shield(self.wait()), min(grace, TERM_GRACE_S))
+                except TimeoutError:
+                    self.kill()
+        return await self.wait()
+
+    def kill(self) -> None:
+        """SIGKILL the runner's process group now."""
+        self._signal_group(signal.SIGKILL)
+
+    def _signal_group(self, sig: signal.Signals) -> None:
+        if self._proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, sig)
+
+    async def wait(self) -> RunnerExit:
+        """Resolves when the process has been reaped, with how it ended."""
+        if self._exit_task is None:
+            self._exit_task = asyncio.ensure_future(self._reap())
+        return await asyncio.shield(self._exit_task)
+
+    async def _reap(self) -> RunnerExit:
+        code = await self._proc.wait()
+        if self._died_during is None:
+            self._died_during = self._phase
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._output_task), TERM_GRACE_S)
+        if self._transport is not None:
+            self._transport.close()
+        signum = -code if code < 0 else None
+        return RunnerExit(returncode=None if signum else code, signal=signum, during=self._died_during,
+                          last_error=self._output.exit_detail(failed=signum is None and code != 0))
+
+    async def _read_output(self) -> None:
+        assert self._proc.stdout is not None
+        await self._output.run(self._proc.stdout)
+
+
+def _memory(report: MemoryReport | None) -> RunnerMemory | None:
+    if report is None:
+        return None
+    return RunnerMemory(report.rss_bytes, report.hwm_bytes, report.runtime_mb)

@@ -1,0 +1,164 @@
+"""The typed messages between the gateway and a runner process, and their length-prefixed framing.
+
+Each frame is a 4-byte little-endian length followed by a msgpack-encoded tagged ``msgspec.Struct``.
+Gateway -> runner: ``Load``, ``Generate``, ``Abort``, ``Stop``.
+Runner -> gateway: ``Loaded``, ``Progress``, ``Tokens``, ``Done``, ``Error``, ``Memory``, ``Stopped``.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import msgspec
+
+from rkio.engine.types import ModelSpec, RunnerGeneration
+from rkio.runtime.base import LoadParams, Perf
+
+HEADER = struct.Struct("<I")
+MAX_FRAME = 256 << 20  # embeddings and images travel in Generate frames; anything bigger is corruption
+
+
+class FrameError(Exception):
+    """The byte stream is not a valid frame sequence (a bug or a corrupted peer, never user input)."""
+
+
+# ------------------------------------------------------------------------------------- gateway -> runner
+
+
+class Load(msgspec.Struct, tag=True, array_like=True):
+    spec: ModelSpec
+    params: LoadParams
+
+
+class Generate(msgspec.Struct, tag=True, array_like=True):
+    gen: RunnerGeneration
+
+
+class Abort(msgspec.Struct, tag=True, array_like=True):
+    pass
+
+
+class Stop(msgspec.Struct, tag=True, array_like=True):
+    """Abort if running, wait for the runtime to go idle, destroy the handle, exit."""
+
+
+# ------------------------------------------------------------------------------------- runner -> gateway
+
+
+class MemoryReport(msgspec.Struct, array_like=True):
+    rss_bytes: int
+    hwm_bytes: int
+    runtime_mb: float | None = None
+
+
+class Loaded(msgspec.Struct, tag=True, array_like=True):
+    runtime: str  # Runtime.name
+    features: list[str]
+    load_s: float
+    memory: MemoryReport | None
+
+
+class Progress(msgspec.Struct, tag=True, array_like=True):
+    """Sent about once a second while loading: proof the runner is alive and still working."""
+
+    elapsed_s: float
+    rss_bytes: int
+
+
+class Tokens(msgspec.Struct, tag=True, array_like=True):
+    """Every token that was ready when the runner's writer woke up, concatenated."""
+
+    text: str
+    ids: list[int]
+
+
+class Done(msgspec.Struct, tag=True, array_like=True):
+    finish: str  # stop | length | abort
+    prompt_tokens: int
+    completion_tokens: int
+    perf: Perf | None
+    memory: MemoryReport | None
+
+
+class Error(msgspec.Struct, tag=True, array_like=True):
+    """A failed load or generation. ``kind`` names an ``rkio.errors`` class.
+
+    ``marker`` is the number of a sync line the runner wrote to its stderr just before this frame, so the
+    gateway can wait until it has read every line the runtime printed up to the failure.
+    """
+
+    kind: str
+    message: str
+    marker: int
+    feature: str | None = None  # for Unsupported
+    runtime: str | None = None
+
+
+class Memory(msgspec.Struct, tag=True, array_like=True):
+    memory: MemoryReport
+
+
+class Stopped(msgspec.Struct, tag=True, array_like=True):
+    """The handle is destroyed; the process exits right after."""
+
+
+ToRunner = Load | Generate | Abort | Stop
+FromRunner = Loaded | Progress | Tokens | Done | Error | Memory | Stopped
+
+_encoder = msgspec.msgpack.Encoder()
+_to_runner = msgspec.msgpack.Decoder(ToRunner)
+_from_runner = msgspec.msgpack.Decoder(FromRunner)
+
+
+def encode(message: ToRunner | FromRunner) -> bytes:
+    """One complete frame (length prefix included)."""
+    body = _encoder.encode(message)
+    return HEADER.pack(len(body)) + body
+
+
+def decode_to_runner(body: bytes | memoryview) -> ToRunner:
+    try:
+        return _to_runner.decode(body)
+    except msgspec.DecodeError as exc:
+        raise FrameError(f"bad frame for the runner: {exc}") from exc
+
+
+def decode_from_runner(body: bytes | memoryview) -> FromRunner:
+    try:
+        return _from_runner.decode(body)
+    except msgspec.DecodeError as exc:
+        raise FrameError(f"bad frame from the runner: {exc}") from exc
+
+
+class FrameSplitter:
+    """Incremental framing: feed raw bytes, get complete frame bodies out (no copies of finished ones)."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[memoryview]:
+        frames: list[memoryview] = []
+        buffer = self._buffer
+        if buffer:
+            buffer += data
+            view = memoryview(bytes(buffer))
+            buffer.clear()
+        else:
+            view = memoryview(data)
+        pos, end = 0, len(view)
+        while end - pos >= 4:
+            (size,) = HEADER.unpack_from(view, pos)
+            if size > MAX_FRAME:
+                raise FrameError(f"frame of {size} bytes exceeds the {MAX_FRAME} byte limit")
+            if end - pos - 4 < size:
+                break
+            frames.append(view[pos + 4 : pos + 4 + size])
+            pos += 4 + size
+        if pos < end:
+            self._buffer += view[pos:]
+        return frames
+
+    @property
+    def pending(self) -> int:
+        """Bytes of an incomplete frame held back."""
+        return len(self._buffer)

@@ -1,0 +1,74 @@
+"""Turning a ``RunnerGeneration`` into the runtime's input: chat rendering, stop strings, token counts."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from rkio.engine.types import ChatMessage, ModelSpec, RunnerGeneration
+from rkio.runtime.base import Feature, GenerateParams, Perf, Runtime
+
+if TYPE_CHECKING:
+    from rkio.runtime.chat import ChatTemplate
+
+DEFAULT_TEMPLATE = "chatml"
+
+
+def model_template(runtime: Runtime, spec: ModelSpec) -> ChatTemplate:
+    """The backend's own template (GGUF metadata) first, then the model.toml one, then ChatML."""
+    own = runtime.chat_template()
+    if own is not None:
+        return own
+    from rkio.runtime.chat import ChatTemplate
+
+    return ChatTemplate.from_source(spec.chat_template or DEFAULT_TEMPLATE)
+
+
+def with_system_prompt(
+    messages: tuple[ChatMessage, ...], system_prompt: str | None
+) -> tuple[ChatMessage, ...]:
+    """Prepend the default system prompt unless the conversation brings its own."""
+    if not system_prompt or any(m.role == "system" for m in messages):
+        return messages
+    return (ChatMessage(role="system", content=system_prompt), *messages)
+
+
+def prepare(
+    gen: RunnerGeneration, runtime: Runtime, spec: ModelSpec, template: ChatTemplate | None
+) -> tuple[GenerateParams, tuple[str, ...]]:
+    """The params to run (prompt rendered when ``gen.messages`` is set) and every stop string to watch."""
+    params = gen.params
+    stops = gen.stop
+    if gen.messages is not None:
+        if template is None:
+            template = model_template(runtime, spec)
+        prompt = template.render(
+            with_system_prompt(gen.messages, gen.system_prompt),
+            tools=gen.tools,
+            add_generation_prompt=True,
+            enable_thinking=params.enable_thinking,
+        )
+        params = replace(params, prompt=prompt)
+        stops = (*stops, *template.stop_strings)
+    if params.max_new_tokens is not None and Feature.PER_RUN_MAX_NEW_TOKENS not in runtime.features:
+        # the runner enforces the limit itself by stopping the stream
+        params = replace(params, max_new_tokens=None)
+    return params, tuple(dict.fromkeys(s for s in stops if s))
+
+
+def estimate_tokens(text: str) -> int:
+    """A rough count (about four bytes per token) for backends that cannot tokenize."""
+    return max(1, (len(text.encode("utf-8")) + 3) // 4)
+
+
+def prompt_tokens(params: GenerateParams, perf: Perf | None, runtime: Runtime) -> int:
+    """Perf's prefill count when given, else the backend's tokenizer, else an estimate."""
+    if perf is not None and perf.prefill_tokens > 0:
+        return perf.prefill_tokens
+    if params.tokens is not None:
+        return len(params.tokens)
+    if params.n_embed_tokens:
+        return params.n_embed_tokens
+    text = params.prompt or (params.multimodal.prompt if params.multimodal else "")
+    counted = runtime.count_tokens(text)
+    return counted if counted is not None else estimate_tokens(text)

@@ -1,0 +1,238 @@
+"""The runner process's main loop: one runtime handle, one generation at a time.
+
+Threads: the main thread runs commands (load, generate, stop) and is blocked inside the runtime while it
+generates; a reader thread receives frames and calls ``runtime.abort()`` directly when an Abort arrives;
+the writer thread (``TokenWriter``) sends tokens; a heartbeat thread sends Progress while loading.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from rkio.engine.runner.frames import (
+    Abort,
+    Done,
+    Error,
+    FrameError,
+    FrameSplitter,
+    Generate,
+    Load,
+    Loaded,
+    Progress,
+    Stop,
+    Stopped,
+    ToRunner,
+    decode_to_runner,
+)
+from rkio.engine.runner.memory import measure
+from rkio.engine.runner.prompt import model_template, prepare, prompt_tokens
+from rkio.engine.runner.stops import StopScanner
+from rkio.engine.runner.writer import TokenWriter
+from rkio.engine.types import ModelSpec
+from rkio.errors import RkioError, Unsupported
+from rkio.runtime.base import ChatTemplateOverride, Feature, LoraAdapter, Runtime, Token
+
+if TYPE_CHECKING:
+    from rkio.runtime.chat import ChatTemplate
+
+log = logging.getLogger("rkio.runner")
+
+RuntimeFactory = Callable[[ModelSpec], Runtime]
+IDLE_WAIT_S = 10.0  # how long stop waits for is_running() to drop after an abort before destroying anyway
+SYNC_LINE = "rkio-runner: sync {}\n"
+
+
+class RunnerService:
+    """Serves one model over ``sock`` until told to stop or the gateway goes away."""
+
+    def __init__(self, sock: socket.socket, runtime_factory: RuntimeFactory, *, heartbeat_s: float = 1.0,
+                 stderr_fd: int = 2) -> None:
+        self._sock = sock
+        self._factory = runtime_factory
+        self._heartbeat_s = heartbeat_s
+        self._stderr_fd = stderr_fd
+        self._writer = TokenWriter(sock)
+        self._commands: queue.Queue[ToRunner | None] = queue.Queue()
+        self._runtime: Runtime | None = None
+        self._spec: ModelSpec | None = None
+        self._template: ChatTemplate | None = None
+        self._state_lock = threading.Lock()
+        self._generating = False
+        self._aborted = False
+        self._markers = 0
+
+    # ------------------------------------------------------------------------------------------ threads
+
+    def serve(self) -> int:
+        reader = threading.Thread(target=self._read, name="rkio-runner-reader", daemon=True)
+        reader.start()
+        code = 0
+        while True:
+            command = self._commands.get()
+            if command is None or isinstance(command, Stop):
+                self._shutdown(notify=command is not None)
+                break
+            if isinstance(command, Load):
+                if not self._load(command):
+                    code = 3
+                    self._shutdown(notify=False)
+                    break
+            elif isinstance(command, Generate):
+                self._generate(command)
+        self._writer.close()
+        return code
+
+    def _read(self) -> None:
+        splitter = FrameSplitter()
+        try:
+            while True:
+                data = self._sock.recv(1 << 16)
+                if not data:
+                    break
+                for body in splitter.feed(data):
+                    frame = decode_to_runner(body)
+                    if isinstance(frame, Abort | Stop):
+                        self._abort()
+                    if not isinstance(frame, Abort):
+                        self._commands.put(frame)
+        except (OSError, FrameError) as exc:
+            log.error("runner input failed: %s", exc)
+        # the gateway is gone (or said nothing more): stop whatever runs, destroy, exit
+        self._abort()
+        self._commands.put(None)
+
+    def _abort(self) -> None:
+        with self._state_lock:
+            if self._generating and self._runtime is not None:
+                self._aborted = True
+                self._runtime.abort()
+
+    def _heartbeat(self, done: threading.Event, started: float) -> None:
+        while not done.wait(self._heartbeat_s):
+            self._writer.send(Progress(time.monotonic() - started, measure().rss_bytes))
+
+    # ------------------------------------------------------------------------------------------ commands
+
+    def _load(self, command: Load) -> bool:
+        started = time.monotonic()
+        done = threading.Event()
+        beat = threading.Thread(target=self._heartbeat, args=(done, started), name="rkio-runner-heartbeat",
+                                daemon=True)
+        beat.start()
+        try:
+            runtime = self._factory(command.spec)
+            self._runtime, self._spec = runtime, command.spec
+            runtime.load(command.params)
+            if Feature.CHAT_TEMPLATE in runtime.features:
+                # prompts arrive rendered with the model's template; the runtime must not wrap them again
+                runtime.set_chat_template(ChatTemplateOverride("", "", ""))
+            for name, path, scale in command.spec.lora_adapters:
+                runtime.load_lora(LoraAdapter(path=path, name=name, scale=scale))
+        except BaseException as exc:
+            done.set()
+            beat.join()
+            self._send_error(exc, default="LoadFailed")
+            return False
+        done.set()
+        beat.join()
+        self._writer.send(Loaded(runtime.name, sorted(f.value for f in runtime.features),
+                                 time.monotonic() - started, measure()))
+        return True
+
+    def _generate(self, command: Generate) -> None:
+        runtime, spec = self._runtime, self._spec
+        if runtime is None or spec is None:
+            self._send_error(RkioError("no model loaded"), default="RuntimeFailure")
+            return
+        gen = command.gen
+        try:
+            if gen.messages is not None and self._template is None:
+                self._template = model_template(runtime, spec)
+            params, stops = prepare(gen, runtime, spec, self._template)
+        except BaseException as exc:
+            self._send_error(exc, default="InvalidRequest")
+            return
+        limit = gen.params.max_new_tokens if gen.params.max_new_tokens != params.max_new_tokens else None
+        scanner = StopScanner(stops) if stops else None
+        writer = self._writer
+        push = writer.push
+        count = 0
+        cut = ""  # why the runner ended the stream itself: "stop" (stop string) or "length"
+
+        def on_token(token: Token) -> bool:
+            nonlocal count, cut
+            count += 1
+            if scanner is None:
+                push(token.text, token.token_id)
+            else:
+                text, ids = scanner.feed(token.text, token.token_id)
+                if text or ids:
+                    writer.push_many(text, ids)
+                if scanner.stopped:
+                    cut = "stop"
+                    return False
+            if limit is not None and count >= limit:
+                cut = "length"
+                return False
+            return True
+
+        with self._state_lock:
+            self._generating, self._aborted = True, False
+        try:
+            result = runtime.generate(params, on_token)
+        except BaseException as exc:
+            with self._state_lock:
+                self._generating = False
+            self._send_error(exc, default="RuntimeFailure")
+            return
+        with self._state_lock:
+            self._generating = False
+            aborted = self._aborted
+        if scanner is not None:
+            text, ids = scanner.flush()
+            if text or ids:
+                writer.push_many(text, ids)
+        finish = cut or ("abort" if aborted else "stop" if result.finish == "paused" else result.finish)
+        perf = result.perf
+        memory = measure(perf.memory_usage_mb if perf is not None else None)
+        writer.send(Done(finish, prompt_tokens(params, perf, runtime), count, perf, memory))
+
+    def _shutdown(self, *, notify: bool) -> None:
+        runtime = self._runtime
+        if runtime is not None:
+            self._runtime = None
+            try:
+                # destroying a handle that still runs makes the NPU fail submissions (rkllm #289)
+                deadline = time.monotonic() + IDLE_WAIT_S
+                while runtime.is_running() and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                runtime.destroy()
+            except BaseException as exc:
+                log.error("destroying the runtime failed: %s", exc)
+        if notify:
+            self._writer.send(Stopped())
+
+    # ------------------------------------------------------------------------------------------ errors
+
+    def _send_error(self, exc: BaseException, *, default: str) -> None:
+        """Report ``exc`` after a sync line on stderr, so the gateway pairs it with the runtime's output."""
+        self._markers += 1
+        with contextlib.suppress(OSError):
+            os.write(self._stderr_fd, SYNC_LINE.format(self._markers).encode())
+        if isinstance(exc, RkioError):
+            # the nearest public class: subclasses defined elsewhere (e.g. TemplateError) keep their status
+            kind = next(c.__name__ for c in type(exc).__mro__ if c.__module__ == RkioError.__module__)
+            message = exc.message
+        else:
+            kind, message = default, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        feature = exc.feature if isinstance(exc, Unsupported) else None
+        runtime = exc.runtime if isinstance(exc, Unsupported) else None
+        self._writer.send(Error(kind, message, self._markers, feature, runtime))
