@@ -1,0 +1,162 @@
+"""The scheduler's decision pass (rules 1-6 in ``rkio.engine.scheduler``), run after every event."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rkio.engine import planner
+from rkio.engine.ledger import ModelEntry, Running
+from rkio.errors import InsufficientMemory
+
+if TYPE_CHECKING:
+    from rkio.engine.scheduler import Scheduler
+
+
+def dispatch(s: Scheduler, now: float) -> None:
+    for waiter in [w for w in s.waiters.values() if w.deadline <= now]:  # (1)
+        s.timed_out(waiter)
+    progress = True
+    while progress:
+        progress = _complete_loads(s) | _grant(s, now)  # (2), (3)
+        progress |= _stop_idle(s, now)  # (4)
+    _start_load(s, now)  # (5)
+    _announce(s)  # (6)
+
+
+def _ready(s: Scheduler, model: str) -> ModelEntry | None:
+    entry = s.models.get(model)
+    return entry if entry is not None and entry.state in ("idle", "busy") else None
+
+
+def _complete_loads(s: Scheduler) -> bool:
+    done = False
+    for model, queue in s.queues.items():
+        entry = _ready(s, model)
+        if entry is None or entry.unload_requested:
+            continue
+        for waiter in [w for w in queue if w.kind == "load" and w.need_ctx <= entry.ctx]:
+            queue.remove(waiter)
+            del s.waiters[waiter.request_id]
+            entry.keep_alive = s.keep_alive_for(waiter)
+            if waiter.open_lease and waiter.lease is not None:
+                s.leases[waiter.lease] = model
+            s.effects.finish(waiter.request_id, None)
+            done = True
+    return done
+
+
+def _grant(s: Scheduler, now: float) -> bool:
+    heads = sorted((q[0].seq, model) for model, q in s.queues.items() if q)
+    granted = False
+    for _, model in heads:
+        entry = s.models.get(model)
+        if entry is None or entry.state != "idle" or entry.unload_requested:
+            continue
+        queue = s.queues[model]
+        while queue and queue[0].kind == "generate" and queue[0].need_ctx <= entry.ctx:
+            if entry.npu and s.lanes_used >= s.config.npu_lanes:
+                break
+            waiter = queue.popleft()
+            del s.waiters[waiter.request_id]
+            load_s = entry.load_s if entry.loaded_at >= waiter.arrived else None
+            if not s.effects.grant(waiter.request_id, model, entry.incarnation, load_s):
+                continue  # the client left between queueing and now: nothing was granted
+            s.counters["granted"] += 1
+            s.running[waiter.request_id] = Running(waiter.request_id, model, entry.incarnation, entry.npu)
+            s.lanes_used += entry.npu
+            entry.state, entry.running = "busy", waiter.request_id
+            entry.keep_alive = s.keep_alive_for(waiter)
+            granted = True
+            break
+    return granted
+
+
+def _stop_idle(s: Scheduler, now: float) -> bool:
+    stopped = False
+    for entry in list(s.models.values()):
+        if entry.state != "idle":
+            continue
+        reason = None
+        if s.shutting_down:
+            reason = "shutdown"
+        elif entry.unload_requested:
+            s.counters["unloads"] += 1
+            reason = "unload"
+        elif (reinit := _reinit(s, entry)) is not None:
+            if not reinit:
+                stopped = True  # requests were rejected: the queue head changed
+                continue
+            s.counters["reinits"] += 1
+            reason = "reinit"
+        elif (expiry := s._expiry(entry)) is not None and expiry <= now:
+            s.counters["expirations"] += 1
+            reason = "expired"
+        if reason is not None:
+            s.stop(entry, reason)
+            stopped = True
+    return stopped
+
+
+def _reinit(s: Scheduler, entry: ModelEntry) -> bool | None:
+    """True: re-init; False: the larger-context requests were rejected; None: nothing to do.
+
+    Re-init only an idle model whose queue head needs more context than loaded (FIFO, grow-only).
+
+    The reload takes the largest context any queued request needs, so one re-init serves the whole queue
+    and context never shrinks below a queued request's need. It must fit with this model's own memory
+    freed; when it cannot, the requests that need the larger context are rejected and the model stays.
+    """
+    queue = s.queues.get(entry.name)
+    if not queue or queue[0].need_ctx <= entry.ctx:
+        return None
+    ctx = max(w.need_ctx for w in queue)
+    nbytes, _ = s.footprint(entry.spec, ctx)
+    others = [s.resident(e, queue[0].seq) for e in s.models.values() if e is not entry]
+    need = planner.Need(entry.name, nbytes, entry.npu, entry.spec.base_domain_id)
+    plan = planner.plan_admission(need, others, s.config.budget, s.config.reserved_domains)
+    if isinstance(plan, planner.Reject):
+        too_big = [w for w in queue if w.need_ctx > entry.ctx]
+        for waiter in too_big:
+            queue.remove(waiter)
+            del s.waiters[waiter.request_id]
+            s.counters["insufficient_memory"] += 1
+            s.effects.finish(waiter.request_id, InsufficientMemory(f"context {ctx}: {plan.message}"))
+        return False
+    return True
+
+
+def _start_load(s: Scheduler, now: float) -> None:
+    if s.shutting_down or any(e.state == "loading" for e in s.models.values()):
+        return  # one load at a time
+    candidates = sorted((q[0].seq, model) for model, q in s.queues.items() if q and model not in s.models)
+    for seq, model in candidates:
+        queue = s.queues[model]
+        spec = queue[0].spec
+        ctx = max(w.need_ctx for w in queue)
+        nbytes, learned = s.footprint(spec, ctx)
+        need = planner.Need(model, nbytes, spec.runtime == "rkllm", spec.base_domain_id)
+        residents = [s.resident(e, seq) for e in s.models.values()]
+        plan = planner.plan_admission(need, residents, s.config.budget, s.config.reserved_domains)
+        if isinstance(plan, planner.Admit):
+            s.begin_load(spec, ctx, nbytes, learned, plan.base_domain, s.keep_alive_for(queue[0]), now)
+            return
+        if isinstance(plan, planner.Evict):
+            for victim in plan.victims:
+                s.counters["evictions"] += 1
+                s.stop(s.models[victim], f"evicted for {model}")
+            return
+        if isinstance(plan, planner.Wait):
+            return  # strict FIFO: a younger load does not overtake a waiting older one
+        s.insufficient(model, plan.message)
+
+
+def _announce(s: Scheduler) -> None:
+    for model, queue in s.queues.items():
+        loading = (entry := s.models.get(model)) is not None and entry.state == "loading"
+        for position, waiter in enumerate(queue):
+            if loading and not waiter.told_loading:
+                waiter.told_loading = True
+                s.new_loading(waiter)
+            if waiter.kind == "generate" and waiter.position != position:
+                waiter.position = position
+                s.new_queued(waiter)

@@ -1,0 +1,110 @@
+"""What the scheduler reacts to: frozen event records, posted by the shell, handled in arrival order.
+
+Time is never inside an event; the shell passes ``now`` (a monotonic reading) with each one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from rkio.engine.types import ModelSpec, RunnerExit, RunnerMemory
+from rkio.errors import RkioError
+
+RequestKind = Literal["generate", "load"]
+Outcome = Literal["ok", "error", "cancelled", "crashed"]
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """A client wants ``spec`` loaded (``load``) or wants one generation on it (``generate``).
+
+    ``num_ctx`` None means "the model's configured max_context_len"; ``lease`` ties a ``load`` request to
+    a lease that keeps the model resident once loaded.
+    """
+
+    request_id: int
+    spec: ModelSpec
+    kind: RequestKind = "generate"
+    num_ctx: int | None = None
+    keep_alive: float | None = None
+    lease: str | None = None
+    open_lease: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    """The client went away (or gave up) before its request was granted."""
+
+    request_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class LoadDone:
+    model: str
+    incarnation: int
+    pid: int | None
+    memory: RunnerMemory | None
+
+
+@dataclass(frozen=True, slots=True)
+class LoadFailed:
+    model: str
+    incarnation: int
+    error: RkioError
+    crashed: bool  # the process died (counts towards quarantine), not a clean refusal
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationDone:
+    """A granted generation is over and its runner is idle again (aborts already confirmed)."""
+
+    request_id: int
+    outcome: Outcome
+    memory: RunnerMemory | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TokenStall:
+    """The shell's watchdog saw no token for the first-token or inter-token deadline."""
+
+    request_id: int
+    first_token: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerExited:
+    """A runner process was reaped and its memory confirmed released (or the wait for it capped)."""
+
+    model: str
+    incarnation: int
+    exit: RunnerExit
+
+
+@dataclass(frozen=True, slots=True)
+class Unload:
+    request_id: int
+    model: str
+
+
+@dataclass(frozen=True, slots=True)
+class CloseLease:
+    lease: str
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """A deadline the scheduler asked for (``next_deadline``) has passed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Shutdown:
+    """Stop accepting work. ``abort`` also aborts the generations still running (the grace is over)."""
+
+    abort: bool = False
+
+
+Event = (
+    Request | Cancel | LoadDone | LoadFailed | GenerationDone | TokenStall | RunnerExited | Unload
+    | CloseLease | Tick | Shutdown
+)

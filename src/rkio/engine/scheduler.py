@@ -1,0 +1,307 @@
+"""The scheduler: a pure, synchronous state machine over models, queues and NPU lanes.
+
+Events come in through ``handle(event, now)``; decisions go out through ``Effects``. It never awaits,
+never reads a clock and holds no process: the asyncio shell owns it, drains one event queue into it, and
+executes the effects. Every handler ends in ``_dispatch``, which applies these rules in order:
+
+1. Expire waiters whose queue deadline passed (QueueTimeout).
+2. Complete ``load`` requests whose model is ready with a large enough context.
+3. Grant generations: ready idle models whose queue head fits their loaded context, oldest head first;
+   an NPU model also needs a free lane (``npu_lanes``), a CPU model only its own idle runner.
+   A model being loaded never holds up another model's grants.
+4. Stop idle runners that must go: shutdown, explicit unload, keep-alive expired (0 = right after the
+   request), or a re-init (the queue head needs a larger context than loaded; see ``_needs_reinit``).
+5. Start at most one load: the model whose oldest waiter arrived first, with the largest context any of
+   its waiters needs, placed by the memory planner (admit / evict idle LRU / wait / reject).
+6. Tell waiters their queue position and that their model is loading, when that changed.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from collections.abc import Callable
+from dataclasses import replace
+
+from rkio.engine import planner
+from rkio.engine.dispatch import dispatch
+from rkio.engine.effects import Effects
+from rkio.engine.events import (
+    Cancel,
+    CloseLease,
+    Event,
+    GenerationDone,
+    LoadDone,
+    LoadFailed,
+    Request,
+    RunnerExited,
+    Shutdown,
+    Tick,
+    TokenStall,
+    Unload,
+)
+from rkio.engine.ledger import FootprintFn, ModelEntry, Running, SchedulerConfig, Waiter
+from rkio.engine.lifecycle import FailureRecord, effective_keep_alive
+from rkio.engine.types import Loading, ModelSpec, Queued
+from rkio.errors import (
+    Busy,
+    GenerationTimeout,
+    InsufficientMemory,
+    InvalidRequest,
+    ModelQuarantined,
+    QueueTimeout,
+    ShuttingDown,
+)
+from rkio.errors import (
+    LoadFailed as LoadFailedError,
+)
+
+COUNTERS = ("requests", "granted", "completed", "failed", "cancelled", "rejected_busy", "queue_timeouts",
+            "loads", "load_failures", "evictions", "expirations", "unloads", "reinits", "crashes", "stalls",
+            "quarantines", "insufficient_memory")
+
+
+class Scheduler:
+    """Owns every scheduling decision. Not thread-safe by design: one task calls it."""
+
+    def __init__(self, config: SchedulerConfig, effects: Effects, footprint: FootprintFn) -> None:
+        self.config = config
+        self.effects = effects
+        self.footprint = footprint
+        self.models: dict[str, ModelEntry] = {}
+        self.queues: dict[str, deque[Waiter]] = {}
+        self.waiters: dict[int, Waiter] = {}
+        self.running: dict[int, Running] = {}
+        self.leases: dict[str, str] = {}  # lease id -> model
+        self.failures: dict[str, FailureRecord] = {}
+        self.quarantined: dict[str, str] = {}  # model -> why
+        self.lanes_used = 0
+        self.shutting_down = False
+        self.counters = dict.fromkeys(COUNTERS, 0)
+        self._seq = itertools.count()
+        self._incarnations = itertools.count(1)
+
+    # ------------------------------------------------------------------------------------------ events
+
+    def handle(self, event: Event, now: float) -> None:
+        """Apply one event, then dispatch."""
+        handler: Callable[..., None] = getattr(self, "on_" + _snake(type(event).__name__))
+        handler(event, now)
+        self._dispatch(now)
+
+    def on_request(self, ev: Request, now: float) -> None:
+        self.counters["requests"] += 1
+        spec, rid = ev.spec, ev.request_id
+        entry = self.models.get(spec.name)
+        record = self.failures.get(spec.name)
+        if self.shutting_down:
+            return self.effects.finish(rid, ShuttingDown("the server is shutting down"))
+        if spec.name in self.quarantined:
+            return self.effects.finish(rid, ModelQuarantined(self.quarantined[spec.name]))
+        if record and record.cooling(now) and (entry is None or entry.state == "stopping"):
+            return self.effects.finish(rid, LoadFailedError(
+                f"{spec.name} failed to load {record.failures} time(s), retrying later: {record.reason}",
+                retry_after=record.cooling(now)))
+        if ev.lease is not None and not ev.open_lease and self.leases.get(ev.lease) != spec.name:
+            return self.effects.finish(rid, InvalidRequest(f"lease {ev.lease!r} is not held on {spec.name}"))
+        if ev.kind == "generate" and self.queued() >= self.config.max_queue:
+            self.counters["rejected_busy"] += 1
+            full = f"the request queue is full ({self.config.max_queue} waiting)"
+            return self.effects.finish(rid, Busy(full, retry_after=self._retry_after()))
+        waiter = Waiter(rid, spec, ev.kind, _need_ctx(spec, ev.num_ctx), ev.keep_alive, now,
+                        now + self.config.queue_timeout, next(self._seq), ev.lease, ev.open_lease)
+        self.waiters[rid] = waiter
+        self.queues.setdefault(spec.name, deque()).append(waiter)
+
+    def on_cancel(self, ev: Cancel, now: float) -> None:
+        waiter = self.waiters.pop(ev.request_id, None)
+        if waiter is not None:
+            self.counters["cancelled"] += 1
+            self.queues[waiter.model].remove(waiter)
+
+    def on_load_done(self, ev: LoadDone, now: float) -> None:
+        entry = self._entry(ev.model, ev.incarnation)
+        if entry is None:
+            return
+        self.counters["loads"] += 1
+        entry.state, entry.pid, entry.loaded_at, entry.last_used = "idle", ev.pid, now, now
+        entry.load_s = now - entry.load_started
+        entry.measured(ev.memory, settled=False)
+        record = self.failures.get(ev.model)
+        if record is not None:
+            record.loaded()  # the cooldown ends; the crash history (quarantine) does not
+
+    def on_load_failed(self, ev: LoadFailed, now: float) -> None:
+        entry = self._entry(ev.model, ev.incarnation)
+        if entry is None:
+            return
+        del self.models[ev.model]
+        self.counters["load_failures"] += 1
+        record = self.failures.setdefault(ev.model, FailureRecord())
+        wait = record.load_failed(now, ev.error.message)
+        if ev.crashed:
+            self._crashed(ev.model, now, ev.error.message)
+        error = (ModelQuarantined(self.quarantined[ev.model]) if ev.model in self.quarantined
+                 else LoadFailedError(ev.error.message, retry_after=wait))
+        self._reject_all(ev.model, error)
+
+    def on_generation_done(self, ev: GenerationDone, now: float) -> None:
+        run = self.running.pop(ev.request_id, None)
+        if run is None:
+            raise RuntimeError(f"generation {ev.request_id} ended but was never granted")
+        if run.lane:
+            self.lanes_used -= 1
+        key = {"ok": "completed", "cancelled": "cancelled"}.get(ev.outcome, "failed")
+        self.counters[key] += 1
+        entry = self._entry(run.model, run.incarnation)
+        if entry is not None and entry.running == ev.request_id:
+            entry.running, entry.last_used = None, now
+            entry.measured(ev.memory, settled=True)
+            if entry.state == "busy":
+                entry.state = "idle"
+
+    def on_token_stall(self, ev: TokenStall, now: float) -> None:
+        run = self.running.get(ev.request_id)
+        if run is None:
+            return
+        self.counters["stalls"] += 1
+        what = "no first token" if ev.first_token else "no token"
+        self.effects.abort(ev.request_id, GenerationTimeout(
+            f"{run.model} produced {what} within the deadline; generation aborted"))
+
+    def on_runner_exited(self, ev: RunnerExited, now: float) -> None:
+        entry = self._entry(ev.model, ev.incarnation)
+        if entry is None:
+            return
+        del self.models[ev.model]
+        if entry.state == "stopping":
+            for rid in entry.unload_waiters:
+                self.effects.finish(rid, None)
+            return
+        self._crashed(ev.model, now, ev.exit.describe(ev.model))
+
+    def on_unload(self, ev: Unload, now: float) -> None:
+        entry = self.models.get(ev.model)
+        if entry is None:
+            return self.effects.finish(ev.request_id, None)
+        held = self._leases_on(ev.model)
+        if held:
+            return self.effects.finish(ev.request_id, InvalidRequest(
+                f"{ev.model} is held by {held} lease(s); close them first"))
+        entry.unload_requested = True
+        entry.unload_waiters.append(ev.request_id)
+
+    def on_close_lease(self, ev: CloseLease, now: float) -> None:
+        model = self.leases.pop(ev.lease, None)
+        entry = self.models.get(model) if model else None
+        if entry is not None:
+            entry.last_used = now
+
+    def on_tick(self, ev: Tick, now: float) -> None:
+        """Nothing to record: ``_dispatch`` applies every deadline that has passed."""
+
+    def on_shutdown(self, ev: Shutdown, now: float) -> None:
+        self.shutting_down = True
+        for model in list(self.queues):
+            self._reject_all(model, ShuttingDown("the server is shutting down"))
+        if ev.abort:
+            for rid in list(self.running):
+                self.effects.abort(rid, ShuttingDown("the server stopped before the generation finished"))
+
+    # ------------------------------------------------------------------------------------------ queries
+
+    def queued(self) -> int:
+        """Generations waiting (the figure ``max_queue`` bounds)."""
+        return sum(1 for w in self.waiters.values() if w.kind == "generate")
+
+    def next_deadline(self) -> float | None:
+        """The earliest time a ``Tick`` has something to do (queue deadline or keep-alive expiry)."""
+        times = [w.deadline for w in self.waiters.values()]
+        times += [t for e in self.models.values() if (t := self._expiry(e)) is not None]
+        return min(times, default=None)
+
+    def idle(self) -> bool:
+        """Nothing running, loading, stopping or resident (shutdown is complete once this holds)."""
+        return not self.running and not self.models
+
+    def _expiry(self, e: ModelEntry) -> float | None:
+        if e.state != "idle" or e.running is not None or self.queues.get(e.name) or e.spec.pinned:
+            return None
+        if e.keep_alive < 0 or self._leases_on(e.name):
+            return None
+        return e.last_used + e.keep_alive
+
+    def _leases_on(self, model: str) -> int:
+        return sum(1 for m in self.leases.values() if m == model)
+
+    def _entry(self, model: str, incarnation: int) -> ModelEntry | None:
+        entry = self.models.get(model)
+        return entry if entry is not None and entry.incarnation == incarnation else None
+
+    def _retry_after(self) -> float:
+        return float(max(1, min(60, self.queued() // max(1, self.config.npu_lanes))))
+
+    # ------------------------------------------------------------------------------------------ helpers
+
+    def _reject_all(self, model: str, error: Exception) -> None:
+        for waiter in self.queues.pop(model, deque()):
+            del self.waiters[waiter.request_id]
+            self.effects.finish(waiter.request_id, error)  # type: ignore[arg-type]
+
+    def _crashed(self, model: str, now: float, why: str) -> None:
+        self.counters["crashes"] += 1
+        if self.failures.setdefault(model, FailureRecord()).crashed(now) and model not in self.quarantined:
+            self.counters["quarantines"] += 1
+            self.quarantined[model] = f"{model} is quarantined after repeated crashes; last: {why}"
+            self._reject_all(model, ModelQuarantined(self.quarantined[model]))
+
+    def _dispatch(self, now: float) -> None:
+        dispatch(self, now)
+
+    def stop(self, entry: ModelEntry, reason: str) -> None:
+        """Begin stopping a runner; its memory stays counted until ``RunnerExited``."""
+        entry.state, entry.stop_reason = "stopping", reason
+        self.effects.stop_runner(entry.name, entry.incarnation)
+
+    def begin_load(self, spec: ModelSpec, ctx: int, nbytes: int, learned: bool, base: int | None,
+                   keep_alive: float, now: float) -> None:
+        incarnation = next(self._incarnations)
+        self.models[spec.name] = ModelEntry(spec, incarnation, "loading", ctx, nbytes, learned, base,
+                                            keep_alive, now)
+        load = replace(spec.load, max_context_len=ctx,
+                       base_domain_id=base if base is not None else spec.load.base_domain_id)
+        self.effects.start_load(spec.name, incarnation, spec, load)
+
+    def keep_alive_for(self, waiter: Waiter) -> float:
+        return effective_keep_alive(waiter.keep_alive, waiter.spec.keep_alive, self.config.keep_alive)
+
+    def new_queued(self, waiter: Waiter) -> None:
+        self.effects.notify(waiter.request_id, Queued(waiter.position))
+
+    def new_loading(self, waiter: Waiter) -> None:
+        self.effects.notify(waiter.request_id, Loading(waiter.model))
+
+    def insufficient(self, model: str, message: str) -> None:
+        self.counters["insufficient_memory"] += 1
+        self._reject_all(model, InsufficientMemory(message))
+
+    def timed_out(self, waiter: Waiter) -> None:
+        self.counters["queue_timeouts"] += 1
+        self.queues[waiter.model].remove(waiter)
+        del self.waiters[waiter.request_id]
+        self.effects.finish(waiter.request_id, QueueTimeout(
+            f"waited {self.config.queue_timeout:g} s in the queue for {waiter.model}"))
+
+    def resident(self, e: ModelEntry, before_seq: int) -> planner.Resident:
+        demand = any(w.seq < before_seq for w in self.queues.get(e.name, ()))
+        return planner.Resident(e.name, e.bytes, e.state, e.last_used, e.base_domain, e.spec.pinned,
+                                self._leases_on(e.name), demand)
+
+
+def _need_ctx(spec: ModelSpec, num_ctx: int | None) -> int:
+    ctx = num_ctx if num_ctx is not None and num_ctx > 0 else spec.load.max_context_len
+    return min(ctx, spec.max_context_limit) if spec.max_context_limit else ctx
+
+
+def _snake(name: str) -> str:
+    return "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
