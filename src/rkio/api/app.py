@@ -1,0 +1,61 @@
+"""The ASGI application: routes of both API flavours and operations, guards, error mapping, lifespan."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+
+from rkio.api.access import RequestLog
+from rkio.api.auth import ApiKeyAuth, BodyLimit
+from rkio.api.errors import EXCEPTION_HANDLERS
+from rkio.api.metrics import ApiMetrics
+from rkio.api.ollama_routes import OllamaRoutes
+from rkio.api.openai_routes import OpenAIRoutes
+from rkio.api.ops_routes import OpsRoutes
+from rkio.config import Settings
+from rkio.engine.types import Engine
+
+log = logging.getLogger("rkio.api")
+
+COMMIT_AFTER = 1.0  # SSE: send headers and queue/loading comments after waiting this long without a token
+HEARTBEAT = 10.0  # SSE: comment line this often until the first token (long prefills, slow loads)
+
+
+def create_app(engine: Engine, settings: Settings, *, manage_engine: bool = True,
+               commit_after: float = COMMIT_AFTER, heartbeat: float = HEARTBEAT) -> Starlette:
+    """Build the app. With ``manage_engine`` the lifespan starts the engine and stops it on shutdown."""
+    metrics = ApiMetrics()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if manage_engine:
+            await engine.start()
+        try:
+            yield
+        finally:
+            if manage_engine:
+                log.info("stopping the engine (grace %.0fs)", settings.stop_grace)
+                await engine.stop(settings.stop_grace)
+
+    middleware = []
+    if settings.cors_origins:
+        middleware.append(Middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
+                                     allow_methods=["GET", "POST", "HEAD", "OPTIONS"],
+                                     allow_headers=["authorization", "content-type"]))
+    middleware.append(Middleware(RequestLog, metrics=metrics))
+    if settings.api_key:
+        middleware.append(Middleware(ApiKeyAuth, api_key=settings.api_key))
+    middleware.append(Middleware(BodyLimit, max_bytes=settings.max_body_bytes))
+    routes = [*OpenAIRoutes(engine, settings, commit_after, heartbeat).routes(),
+              *OllamaRoutes(engine, settings, heartbeat).routes(),
+              *OpsRoutes(engine, metrics).routes()]
+    app = Starlette(routes=routes, middleware=middleware, exception_handlers=EXCEPTION_HANDLERS,
+                    lifespan=lifespan)
+    app.state.engine = engine
+    app.state.metrics = metrics
+    return app

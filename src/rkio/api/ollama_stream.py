@@ -1,0 +1,104 @@
+"""Ollama wire format: NDJSON chunk encoders and the final/non-streaming bodies (durations in nanoseconds)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from rkio.api.errors import stream_error_event
+from rkio.api.reply import Reply, ReplyParser
+from rkio.engine.types import Done, Loading, Queued
+from rkio.errors import RkioError
+
+_encode = msgspec.json.encode
+
+
+def timestamp(at: float | None = None) -> str:
+    """RFC 3339 with microseconds in UTC, as Ollama writes ``created_at``."""
+    moment = datetime.now(UTC) if at is None else datetime.fromtimestamp(at, UTC)
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _ns(seconds: float | None) -> int:
+    return int((seconds or 0.0) * 1e9)
+
+
+def done_fields(done: Done) -> dict[str, Any]:
+    """``done_reason``, token counts and the four durations, from the engine's usage and timings."""
+    t, perf = done.timings, done.perf
+    prefill = t.prefill_s if t.prefill_s is not None else (perf.prefill_ms / 1000 if perf else None)
+    generate = t.generate_s if t.generate_s is not None else (perf.generate_ms / 1000 if perf else None)
+    return {"done": True, "done_reason": done.finish_reason, "total_duration": _ns(t.total_s),
+            "load_duration": _ns(t.load_s), "prompt_eval_count": done.usage.prompt_tokens,
+            "prompt_eval_duration": _ns(prefill), "eval_count": done.usage.completion_tokens,
+            "eval_duration": _ns(generate)}
+
+
+def chat_message(reply: Reply) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": reply.content}
+    if reply.reasoning:
+        message["thinking"] = reply.reasoning
+    if reply.calls:
+        message["tool_calls"] = [c.ollama() for c in reply.calls]
+    return message
+
+
+class _NdjsonBase:
+    media_type = "application/x-ndjson"
+    keepalive = False  # headers wait for the first token, as Ollama's own answer waits for the load
+
+    def __init__(self, model: str, parser: ReplyParser) -> None:
+        self.model = model
+        self.parser = parser
+        self._head = b'{"model":' + _encode(model) + b',"created_at":"'
+
+    def waiting(self, event: Queued | Loading) -> bytes:
+        return b""
+
+    def heartbeat(self) -> bytes:
+        return b""
+
+    def error(self, err: RkioError) -> bytes:
+        return stream_error_event(err, "ollama")
+
+    def _line(self, obj: dict[str, Any]) -> bytes:
+        return _encode({"model": self.model, "created_at": timestamp(), **obj}) + b"\n"
+
+
+class ChatNdjsonEncoder(_NdjsonBase):
+    """/api/chat chunks: ``{"model","created_at","message":{...},"done":false}``."""
+
+    def _reply(self, reply: Reply) -> bytes:
+        if not reply.reasoning and not reply.calls:
+            if not reply.content:
+                return b""
+            return (self._head + timestamp().encode() + b'","message":{"role":"assistant","content":'
+                    + _encode(reply.content) + b'},"done":false}\n')
+        return self._line({"message": chat_message(reply), "done": False})
+
+    def text(self, text: str) -> bytes:
+        return self._reply(Reply(text) if self.parser.passthrough else self.parser.feed(text))
+
+    def done(self, done: Done) -> bytes:
+        tail = self._reply(self.parser.finish())
+        return tail + self._line({"message": {"role": "assistant", "content": ""}, **done_fields(done)})
+
+
+class GenerateNdjsonEncoder(_NdjsonBase):
+    """/api/generate chunks: ``{"model","created_at","response":"...","done":false}`` (+ ``thinking``)."""
+
+    def _reply(self, reply: Reply) -> bytes:
+        if not reply.reasoning:
+            if not reply.content:
+                return b""
+            return (self._head + timestamp().encode() + b'","response":' + _encode(reply.content)
+                    + b',"done":false}\n')
+        return self._line({"response": reply.content, "thinking": reply.reasoning, "done": False})
+
+    def text(self, text: str) -> bytes:
+        return self._reply(Reply(text) if self.parser.passthrough else self.parser.feed(text))
+
+    def done(self, done: Done) -> bytes:
+        return self._reply(self.parser.finish()) + self._line({"response": "", **done_fields(done)})

@@ -1,0 +1,66 @@
+"""Operations endpoints: liveness, readiness, Prometheus metrics, full engine status, the OpenAPI document."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from rkio.api.metrics import ApiMetrics
+from rkio.api.openapi import build_openapi
+from rkio.engine.types import Engine
+
+log = logging.getLogger("rkio.api")
+
+
+class OpsRoutes:
+    def __init__(self, engine: Engine, metrics: ApiMetrics) -> None:
+        self.engine = engine
+        self.metrics = metrics
+        self._openapi = build_openapi()
+
+    def routes(self) -> list[Route]:
+        return [Route("/", self.root, methods=["GET", "HEAD"]),
+                Route("/health", self.health, methods=["GET", "HEAD"]),
+                Route("/ready", self.ready, methods=["GET"]),
+                Route("/metrics", self.prometheus, methods=["GET"]),
+                Route("/rkio/status", self.status, methods=["GET"]),
+                Route("/openapi.json", self.openapi, methods=["GET"])]
+
+    async def root(self, request: Request) -> Response:
+        return PlainTextResponse("rkio is running")  # Ollama clients probe GET / for liveness
+
+    async def health(self, request: Request) -> Response:
+        """Liveness: the process answers. Says nothing about models."""
+        return JSONResponse({"status": "ok"})
+
+    async def ready(self, request: Request) -> Response:
+        """Readiness: the engine answers and at least one model can be loaded (exists, not quarantined)."""
+        try:
+            status = self.engine.status()
+            names = {spec.name for spec in self.engine.models()}
+        except Exception as exc:  # an engine that cannot report is not ready; say why, keep serving
+            log.warning("readiness check failed: %s", exc)
+            return JSONResponse({"status": "not ready", "reason": f"engine error: {exc}"}, status_code=503)
+        loadable = names - set(status.quarantined)
+        if not loadable:
+            reason = "no models in the models directory" if not names else "every model is quarantined"
+            return JSONResponse({"status": "not ready", "reason": reason}, status_code=503)
+        return JSONResponse({"status": "ready", "models": len(loadable), "loaded": len(status.loaded)})
+
+    async def prometheus(self, request: Request) -> Response:
+        try:
+            status = self.engine.status()
+        except Exception as exc:  # still report the API's own metrics
+            log.warning("engine status unavailable for /metrics: %s", exc)
+            status = None
+        return PlainTextResponse(self.metrics.render(status), media_type="text/plain; version=0.0.4")
+
+    async def status(self, request: Request) -> Response:
+        return JSONResponse(dataclasses.asdict(self.engine.status()))
+
+    async def openapi(self, request: Request) -> Response:
+        return JSONResponse(self._openapi)

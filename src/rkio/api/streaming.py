@@ -1,0 +1,213 @@
+"""Driving an engine generation over HTTP: streamed (SSE / NDJSON) or collected, with disconnect -> cancel.
+
+Headers are committed late so that early failures keep their real status: NDJSON (Ollama) commits at the first
+token, like Ollama itself (which answers only after the model is loaded); SSE (OpenAI) commits at the first
+token or, when the request waits longer than ``commit_after`` seconds in the queue or for a load, earlier,
+and then sends ``: queued position=N`` / ``: loading`` comment lines and a heartbeat comment every
+``heartbeat`` seconds until the first token. Once headers are out, an error becomes the stream's final event.
+
+Each request runs its generation in one task and watches for the client's ``http.disconnect`` in a second;
+a disconnect cancels the first, which closes the engine's iterator, which aborts the generation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any, Protocol, TypeVar
+
+from starlette.types import Receive, Scope, Send
+
+from rkio.api.access import RequestRecord
+from rkio.api.errors import Protocol as WireProtocol
+from rkio.api.errors import as_rkio_error, error_response
+from rkio.engine.types import Done, EngineEvent, Loading, Queued, TokenChunk
+from rkio.errors import Cancelled, RkioError, RuntimeFailure, ShuttingDown
+
+T = TypeVar("T")
+
+
+class ClientGone(Exception):
+    """The client disconnected before the response was complete."""
+
+
+class StreamEncoder(Protocol):
+    """Wire format of one streamed response; ``text`` may return b"" while it holds text back."""
+
+    media_type: str
+    keepalive: bool  # may send bytes (comments) before the first token
+
+    def waiting(self, event: Queued | Loading) -> bytes: ...
+    def heartbeat(self) -> bytes: ...
+    def text(self, text: str) -> bytes: ...
+    def done(self, done: Done) -> bytes: ...
+    def error(self, err: RkioError) -> bytes: ...
+
+
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def run_until_disconnect(receive: Receive, work: Coroutine[Any, Any, T]) -> T:
+    """Run ``work`` in its own task; if the client disconnects first, cancel it and raise ``ClientGone``."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnected(receive))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        watcher.cancel()
+    if task.cancelled():
+        raise ClientGone()
+    return task.result()
+
+
+async def _anext(events: AsyncIterator[EngineEvent]) -> EngineEvent:
+    return await events.__anext__()
+
+
+async def close_events(events: AsyncIterator[EngineEvent], finished: bool) -> None:
+    """Let a finished generator end normally; close an unfinished one (the engine treats that as cancel)."""
+    if finished:
+        with contextlib.suppress(StopAsyncIteration, RkioError):
+            await events.__anext__()
+    aclose = getattr(events, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+async def collect(events: AsyncIterator[EngineEvent], record: RequestRecord) -> tuple[str, Done]:
+    """Gather a whole generation (non-streaming responses)."""
+    parts: list[str] = []
+    finished = False
+    try:
+        async for event in events:
+            if isinstance(event, TokenChunk):
+                record.chunk(time.perf_counter(), len(event.token_ids))
+                parts.append(event.text)
+            elif isinstance(event, Done):
+                record.done(event)
+                finished = True
+                return "".join(parts), event
+        raise RuntimeFailure("the engine ended the generation without a result")
+    finally:
+        await close_events(events, finished)
+
+
+async def collect_reply(receive: Receive, events: AsyncIterator[EngineEvent],
+                        record: RequestRecord) -> tuple[str, Done]:
+    """``collect`` under disconnect watch; a client that left is reported as ``Cancelled`` (never sent)."""
+    try:
+        return await run_until_disconnect(receive, collect(events, record))
+    except ClientGone:
+        record.outcome = "disconnected"
+        raise Cancelled("the client went away") from None
+
+
+class EngineStream:
+    """ASGI response streaming one generation through a ``StreamEncoder``."""
+
+    def __init__(self, events: AsyncIterator[EngineEvent], encoder: StreamEncoder, protocol: WireProtocol,
+                 record: RequestRecord, *, commit_after: float = 1.0, heartbeat: float = 10.0) -> None:
+        self.events = events
+        self.encoder = encoder
+        self.protocol = protocol
+        self.record = record
+        self.commit_after = commit_after
+        self.heartbeat = heartbeat
+        self.committed = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await run_until_disconnect(receive, self._run(scope, receive, send))
+        except ClientGone:
+            self.record.outcome = "disconnected"
+
+    async def _commit(self, send: Send) -> None:
+        self.committed = True
+        headers = [(b"content-type", self.encoder.media_type.encode()), (b"cache-control", b"no-cache"),
+                   (b"x-accel-buffering", b"no")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+
+    async def _run(self, scope: Scope, receive: Receive, send: Send) -> None:
+        finished = False
+        try:
+            first = await self._first_output(send)
+            if not self.committed:
+                await self._commit(send)
+            finished = await self._stream(first, send)
+        except asyncio.CancelledError:
+            if self.committed:  # server shutting down (a disconnect leaves nobody to tell)
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self._send_error(ShuttingDown("server is shutting down"), send), 1)
+            raise
+        except Exception as exc:
+            err = as_rkio_error(exc if not isinstance(exc, StopAsyncIteration) else
+                                RuntimeFailure("the engine ended the generation without a result"))
+            self.record.outcome = f"error:{err.kind}"
+            if self.committed:
+                await self._send_error(err, send)
+            else:
+                await error_response(err, self.protocol)(scope, receive, send)
+        finally:
+            await close_events(self.events, finished)
+
+    async def _send_error(self, err: RkioError, send: Send) -> None:
+        await send({"type": "http.response.body", "body": self.encoder.error(err), "more_body": False})
+
+    async def _first_output(self, send: Send) -> TokenChunk | Done:
+        """Wait for the first token (or the end), reporting queue/load progress if headers go out early."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.commit_after
+        latest: Queued | Loading | None = None
+        while True:
+            pending = asyncio.ensure_future(_anext(self.events))
+            try:
+                while True:
+                    if self.committed:
+                        timeout: float | None = self.heartbeat
+                    elif self.encoder.keepalive:
+                        timeout = max(0.0, deadline - loop.time())
+                    else:
+                        timeout = None
+                    done, _ = await asyncio.wait({pending}, timeout=timeout)
+                    if done:
+                        break
+                    if not self.committed:
+                        await self._commit(send)
+                        body = self.encoder.waiting(latest) if latest is not None else b""
+                    else:
+                        body = self.encoder.heartbeat()
+                    await send({"type": "http.response.body", "body": body, "more_body": True})
+            finally:
+                if not pending.done():
+                    pending.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await pending
+            event = pending.result()
+            if isinstance(event, TokenChunk | Done):
+                return event
+            latest = event
+            if self.committed:
+                await send({"type": "http.response.body", "body": self.encoder.waiting(event),
+                            "more_body": True})
+
+    async def _stream(self, event: EngineEvent, send: Send) -> bool:
+        record, encoder, events = self.record, self.encoder, self.events
+        while True:
+            if isinstance(event, TokenChunk):
+                record.chunk(time.perf_counter(), len(event.token_ids))
+                body = encoder.text(event.text)
+                if body:
+                    await send({"type": "http.response.body", "body": body, "more_body": True})
+            elif isinstance(event, Done):
+                record.done(event)
+                await send({"type": "http.response.body", "body": encoder.done(event), "more_body": False})
+                return True
+            event = await events.__anext__()

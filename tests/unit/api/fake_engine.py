@@ -1,0 +1,155 @@
+"""A faithful in-memory implementation of ``rkio.engine.types.Engine`` for API tests.
+
+It behaves like the real engine at its boundary: unknown models raise ``ModelNotFound`` on the first
+``__anext__``, a full queue raises ``Busy`` with ``retry_after``, events come queued -> loading -> tokens ->
+exactly one ``Done``, errors are raised mid-stream, and closing the iterator early is recorded as a
+cancellation (the real engine aborts the runtime there).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+
+from rkio.engine.types import (
+    Done,
+    EngineEvent,
+    EngineStatus,
+    GenerationRequest,
+    LoadedModel,
+    Loading,
+    ModelSpec,
+    Queued,
+    TokenChunk,
+    Timings,
+    Usage,
+)
+from rkio.errors import Busy, ModelNotFound
+from rkio.runtime.base import LoadParams, Perf
+
+Step = EngineEvent | BaseException | asyncio.Event
+"""A scripted step: an event to yield, an exception to raise, or a gate to wait on."""
+
+
+def spec(name: str, runtime: str = "rkllm") -> ModelSpec:
+    suffix = "rkllm" if runtime == "rkllm" else "gguf"
+    return ModelSpec(name=name, path=f"/models/{name}.{suffix}", runtime=runtime,  # type: ignore[arg-type]
+                     size_bytes=1 << 30, mtime_ns=1_700_000_000 * 10**9,
+                     load=LoadParams(model_path=f"/models/{name}.{suffix}", max_context_len=4096))
+
+
+def prompt_words(request: GenerationRequest) -> list[str]:
+    if request.messages is not None:
+        users = [m.content for m in request.messages if m.role == "user"]
+        return (users[-1] if users else "").split()
+    return (request.prompt or "").split()
+
+
+def token_chunks(text_pieces: Sequence[str], first_id: int = 100) -> list[TokenChunk]:
+    return [TokenChunk(piece, (first_id + i,)) for i, piece in enumerate(text_pieces)]
+
+
+def done(prompt_tokens: int, completion_tokens: int, reason: str = "stop", load_s: float | None = None) -> Done:
+    return Done(finish_reason=reason, usage=Usage(prompt_tokens, completion_tokens),  # type: ignore[arg-type]
+                timings=Timings(queue_s=0.25, load_s=load_s, ttft_s=0.5, total_s=2.0, prefill_s=0.4,
+                                generate_s=1.5),
+                perf=Perf(prefill_ms=400.0, prefill_tokens=prompt_tokens, generate_ms=1500.0,
+                          generate_tokens=completion_tokens, memory_usage_mb=None))
+
+
+def echo_reply(request: GenerationRequest) -> list[Step]:
+    """Default behaviour: queued, then the last user message's words echoed one token each."""
+    words = prompt_words(request) or ["empty"]
+    limit = request.max_tokens or len(words)
+    reply = words[:limit]
+    prompt_tokens = sum(len(m.content.split()) for m in request.messages or ()) + len(
+        (request.prompt or "").split())
+    pieces = [w if i == 0 else " " + w for i, w in enumerate(reply)]
+    reason = "length" if limit < len(words) else "stop"
+    return [Queued(0), *token_chunks(pieces), done(prompt_tokens, len(reply), reason)]
+
+
+@dataclass
+class FakeEngine:
+    names: tuple[str, ...] = ("qwen", "llama")
+    script: Callable[[GenerationRequest], list[Step]] = echo_reply
+    queue_full: bool = False
+    requests: list[GenerationRequest] = field(default_factory=list)
+    cancelled: list[str] = field(default_factory=list)
+    completed: list[str] = field(default_factory=list)
+    loads: list[tuple[str, float | None]] = field(default_factory=list)
+    unloads: list[str] = field(default_factory=list)
+    loaded: dict[str, float | None] = field(default_factory=dict)
+    quarantined: tuple[str, ...] = ()
+    counters: dict[str, int] = field(default_factory=lambda: {"loads": 3, "load_failures": 1, "evictions": 2,
+                                                               "runner_crashes": 0})
+    started: bool = False
+    stopped: bool = False
+
+    def model(self, name: str) -> ModelSpec:
+        if name not in self.names:
+            raise ModelNotFound(f'model "{name}" not found')
+        return spec(name, "llamacpp" if name == "llama" else "rkllm")
+
+    def models(self) -> list[ModelSpec]:
+        return [self.model(n) for n in self.names]
+
+    def generate(self, request: GenerationRequest) -> AsyncIterator[EngineEvent]:
+        return self._run(request)
+
+    async def _run(self, request: GenerationRequest) -> AsyncIterator[EngineEvent]:
+        self.requests.append(request)
+        self.model(request.model)
+        if self.queue_full:
+            raise Busy("server busy: maximum pending requests exceeded", retry_after=2.5)
+        finished = False
+        try:
+            for step in self.script(request):
+                if isinstance(step, asyncio.Event):
+                    await step.wait()
+                elif isinstance(step, BaseException):
+                    raise step
+                else:
+                    if isinstance(step, Loading | TokenChunk):
+                        self.loaded.setdefault(request.model, time.time() + 300)
+                    yield step
+            finished = True
+            self.completed.append(request.request_id)
+        finally:
+            if not finished:
+                self.cancelled.append(request.request_id)
+
+    async def load(self, model: str, keep_alive: float | None = None) -> None:
+        self.model(model)
+        self.loads.append((model, keep_alive))
+        self.loaded[model] = None if keep_alive is not None and keep_alive < 0 else time.time() + 300
+
+    async def unload(self, model: str) -> None:
+        self.unloads.append(model)
+        self.loaded.pop(model, None)
+
+    def status(self) -> EngineStatus:
+        now = time.time()
+        loaded = tuple(LoadedModel(name=n, runtime="rkllm", state="idle", pid=4242, bytes=1_500_000_000,
+                                   rss_bytes=1_400_000_000, domains=(0,), max_context_len=4096,
+                                   loaded_at=now - 60, last_used=now - 5, expires_at=exp, queue_length=0,
+                                   pinned=False, leases=0)
+                       for n, exp in self.loaded.items())
+        used = sum(m.bytes for m in loaded)
+        return EngineStatus(loaded=loaded, budget_bytes=8 << 30, used_bytes=used, free_bytes=(8 << 30) - used,
+                            queue_length=1, running=0, npu_lanes=1, quarantined=self.quarantined,
+                            counters=dict(self.counters))
+
+    async def open_lease(self, model: str) -> str:
+        return f"lease-{model}"
+
+    async def close_lease(self, lease: str) -> None:
+        return None
+
+    async def start(self) -> None:
+        self.started = True
+
+    async def stop(self, grace: float = 10.0) -> None:
+        self.stopped = True
