@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
             sizes = [parse_size(s.strip()) for s in args.sim_models.split(",") if s.strip()]
             paths = sim_models(work / "models", sizes)
         env = sim_environment(library, work / "sim-state", ram, args.sim_overcommit)
-        gauge = SimulatedGauge(ram)
+        gauge = SimulatedGauge(ram, work / "sim-state")
         environment["simulated"] = (f"flavour {args.simulate}, RAM {ram / GiB:g} GiB, overcommit "
                                     f"{args.sim_overcommit or 'flavour default'}")
     if not paths:

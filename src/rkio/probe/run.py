@@ -5,7 +5,7 @@ Safety rules, all enforced here:
 - before each load, MemAvailable minus the margin must hold the model's estimated footprint, else the step
   is SKIPPED (never attempted) and the series ends;
 - a series stops at its first failure: the ladder at the first model that does not load and answer alone,
-  each pair mode at the first pair that fails in that mode.
+  each pair mode at the first pair that fails in that mode (pairs run smallest combined footprint first).
 """
 
 from __future__ import annotations
@@ -94,7 +94,9 @@ class Prober:
 
     def run_pairs(self) -> None:
         usable = [s for s in self.solos if s.outcome is Outcome.OK]
-        candidates = [(a, b) for i, a in enumerate(usable) for b in usable[i + 1:]]
+        # Larger first: the server's situation (a big model resident, another one requested) and the one where
+        # the OOM killer's choice shows, since it picks the largest process, i.e. the first.
+        candidates = [(b, a) for i, a in enumerate(usable) for b in usable[i + 1:]]
         candidates.sort(key=lambda ab: self._footprint(ab[0]) + self._footprint(ab[1]))
         active = list(self.config.pair_modes)
         for first, second in candidates:

@@ -74,14 +74,37 @@ def sim_environment(library: Path, state: Path, ram_bytes: int, overcommit: str 
 
 
 class SimulatedGauge:
-    """Free simulated RAM: the simulator's RAM minus what the probe's live children hold.
+    """Free simulated RAM: the simulator's RAM minus the reservations of live processes in its state file.
 
     On a board MemAvailable already reflects the children; sparse model files use no host memory, so the
-    simulated machine's figure has to be computed.
+    simulated machine's figure is read from the simulator's own bookkeeping instead. A reservation line is
+    ``res <id> <pid> <start> <base_domain> <bytes> ...``; owners that died no longer count, as the simulator
+    itself drops them on its next access.
     """
 
-    def __init__(self, ram_bytes: int) -> None:
+    def __init__(self, ram_bytes: int, state: Path) -> None:
         self.ram_bytes = ram_bytes
+        self.state = state
 
-    def __call__(self, resident: int) -> int:
-        return self.ram_bytes - resident
+    def reserved(self) -> int:
+        try:
+            lines = self.state.read_text().splitlines()
+        except OSError:
+            return 0
+        total = 0
+        for line in lines:
+            fields = line.split()
+            if len(fields) >= 6 and fields[0] == "res" and _alive(int(fields[2])):
+                total += int(fields[5])
+        return total
+
+    def __call__(self, _resident: int) -> int:
+        return self.ram_bytes - self.reserved()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] not in ("Z", "X", "x")

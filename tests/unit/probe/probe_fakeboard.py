@@ -1,8 +1,8 @@
 """A pure-Python stand-in for children on a board, for testing the probe's orchestration without processes.
 
-It follows the simulator's rules in miniature: footprint = file size; a base domain holds 4 GiB; an
-overcommit (RAM or domain) does what ``overcommit`` says; several handles in one process print commas when
-``multi_handle_broken``.
+It follows the simulator's rules in miniature: footprint = file size, placed in 4 GiB domains from its
+base domain on (a large model spills into the next ones); an overcommit (RAM or domain) does what
+``overcommit`` says; several handles in one process print commas when ``multi_handle_broken``.
 """
 
 from __future__ import annotations
@@ -32,6 +32,17 @@ class FakeBoard:
     def resident(self) -> list[tuple[FakeChild, str, int, int]]:
         return [(c, slot, size, dom) for c in self.children if c.returncode is None
                 for slot, (_, size, dom) in c.handles.items()]
+
+    def domain_use(self, extra: tuple[int, int] | None = None) -> dict[int, int]:
+        used: dict[int, int] = {}
+        placements = [(size, dom) for _, _, size, dom in self.resident()] + ([extra] if extra else [])
+        for size, dom in placements:
+            left, d = size, dom
+            while left > 0:
+                chunk = min(left, 4 * GiB)
+                used[d] = used.get(d, 0) + chunk
+                left, d = left - chunk, d + 1
+        return used
 
     def gauge(self, _resident: int) -> int:
         return self.ram - sum(size for _, _, size, _ in self.resident())
@@ -77,8 +88,8 @@ class FakeChild:
         size = int(payload["path"].rsplit("-", 1)[-1])
         domain = payload["base_domain_id"]
         resident = board.resident()
-        in_domain = sum(s for _, _, s, d in resident if d == domain)
-        over = in_domain + size > 4 * GiB or sum(s for _, _, s, _ in resident) + size > board.ram
+        over_domain = any(used > 4 * GiB for used in board.domain_use((size, domain)).values())
+        over = over_domain or sum(s for _, _, s, _ in resident) + size > board.ram
         if over:
             if board.overcommit == "fail":
                 return Answer({"ok": False, "error": "E rkllm: failed to malloc npu memory"})

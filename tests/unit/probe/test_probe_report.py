@@ -31,5 +31,5 @@ def test_report_round_trips_as_json_and_summary_names_the_findings(tmp_path: Pat
     assert {r["model"]: r["bytes"] for r in loaded["footprints"]} == {"m1536": 1536 * MiB, "m3072": 3 * GiB}
     assert loaded["footprints"][0]["max_context_len"] == 512
     text = summary(loaded)
-    assert "| two processes, same base_domain_id | m1536 + m3072 | 4608 |" in text
-    assert "corruption" in text and "- domain problem: m1536 + m3072" in text
+    assert "| two processes, same base_domain_id | m3072 + m1536 | 4608 |" in text
+    assert "corruption" in text and "- domain problem: m3072 + m1536" in text
