@@ -1,0 +1,1 @@
+"""Models rkio can install by itself (the CPU default model) into a models directory."""
