@@ -157,7 +157,9 @@ class Scheduler:
         if entry is not None and entry.running == ev.request_id:
             entry.running, entry.last_used = None, now
             entry.measured(ev.memory, settled=True)
-            if entry.state == "busy":
+            if ev.outcome == "crashed":  # dead but not reaped: its memory counts, nothing is granted
+                entry.state, entry.stop_reason = "stopping", "crashed"
+            elif entry.state == "busy":
                 entry.state = "idle"
 
     def on_token_stall(self, ev: TokenStall, now: float) -> None:
@@ -174,7 +176,7 @@ class Scheduler:
         if entry is None:
             return
         del self.models[ev.model]
-        if entry.state == "stopping":
+        if entry.state == "stopping" and entry.stop_reason != "crashed":
             for rid in entry.unload_waiters:
                 self.effects.finish(rid, None)
             return

@@ -1,0 +1,149 @@
+"""One ``generate`` call, from queueing to ``Done``, running in the caller's task.
+
+Tokens go from the runner's stream straight to the caller: per chunk this does two clock marks for the
+watchdog and a ``yield``, nothing else. The scheduler only hears about the request when it is queued,
+granted, cancelled, stalled, or done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from rkio.engine.events import Cancel, GenerationDone, Outcome, Request, TokenStall
+from rkio.engine.supervisor import Finished, Grant, Supervisor
+from rkio.engine.types import (
+    ChatMessage,
+    Done,
+    EngineEvent,
+    GenerationRequest,
+    ModelSpec,
+    RunnerDone,
+    RunnerGeneration,
+    Timings,
+    TokenChunk,
+    Usage,
+)
+from rkio.engine.watchdog import Watchdog
+from rkio.errors import InvalidRequest, RkioError, RunnerCrashed, RuntimeFailure
+from rkio.runtime.base import GenerateParams
+
+
+def runner_generation(spec: ModelSpec, request: GenerationRequest) -> RunnerGeneration:
+    """What the runner gets: chat messages to render with the model's template, or a raw prompt.
+
+    A completion prompt is wrapped as one user message unless ``raw``. Per-request sampling is passed
+    on; the runner applies it only where the runtime supports per-run sampling and otherwise keeps the
+    sampling the model was loaded with (changing it would need a re-init for every request).
+    """
+    prompt: str | None = None
+    messages = request.messages
+    if messages is None:
+        if request.prompt is None:
+            raise InvalidRequest("a request needs messages or a prompt")
+        if request.raw:
+            prompt = request.prompt
+        else:
+            messages = (ChatMessage("user", request.prompt),)
+    elif not messages:
+        raise InvalidRequest("messages must not be empty")
+    params = GenerateParams(prompt=prompt, enable_thinking=request.enable_thinking,
+                            sampling=request.sampling, max_new_tokens=request.max_tokens)
+    return RunnerGeneration(params=params, messages=messages, tools=request.tools, stop=request.stop,
+                            system_prompt=None if request.raw else spec.system_prompt)
+
+
+async def generate(
+    sup: Supervisor, spec: ModelSpec, request: GenerationRequest
+) -> AsyncIterator[EngineEvent]:
+    """Queue ``request``, wait for its grant, stream the runner's chunks, end with ``Done``."""
+    gen = runner_generation(spec, request)
+    rid, box = sup.open_mailbox()
+    clock = sup.clock
+    arrived = clock()
+    sup.post(Request(rid, spec, "generate", request.num_ctx, request.keep_alive, request.lease))
+    grant: Grant | None = None
+    ended = False  # the scheduler already knows this request is over (finished or GenerationDone posted)
+    stream: AsyncIterator[Any] | None = None
+    watchdog: Watchdog | None = None
+    try:
+        while grant is None:
+            item = await box.items.get()
+            if type(item) is Grant:
+                grant = item
+            elif type(item) is Finished:
+                ended = True
+                raise item.error or RuntimeFailure("request finished without a grant")
+            else:
+                yield item  # type: ignore[misc]
+        if box.error is not None:
+            raise box.error
+        loop = asyncio.get_running_loop()
+        settings = sup.settings
+        watchdog = Watchdog(loop, settings.first_token_timeout, settings.token_stall_timeout,
+                            lambda first: sup.post(TokenStall(rid, first)))
+        watchdog.start()
+        stream = grant.runner.generate(gen)
+        next_item = stream.__anext__
+        first_at: float | None = None
+        while True:
+            watchdog.waiting()
+            try:
+                item = await next_item()
+            except StopAsyncIteration:
+                stream, ended = None, True
+                sup.post(GenerationDone(rid, "error"))
+                raise RuntimeFailure("the runner's stream ended without a result") from None
+            except RkioError as exc:
+                stream, ended = None, True
+                outcome: Outcome = "crashed" if isinstance(exc, RunnerCrashed) else "error"
+                sup.post(GenerationDone(rid, outcome))
+                raise box.error or exc from None
+            watchdog.got()
+            if type(item) is TokenChunk:
+                if first_at is None:
+                    first_at = clock()
+                yield item
+                continue
+            break
+        watchdog.cancel()
+        stream, ended = None, True
+        done: RunnerDone = item  # type: ignore[assignment]
+        sup.post(GenerationDone(rid, "ok" if done.finish != "abort" else "error", done.memory))
+        if done.finish == "abort":
+            raise box.error or RuntimeFailure("the runtime aborted the generation")
+        yield _done(done, arrived, grant, first_at, clock())
+    finally:
+        if watchdog is not None:
+            watchdog.cancel()
+        grant = grant or _unread_grant(box)
+        sup.close_mailbox(rid)
+        if not ended:
+            if grant is None:
+                sup.post(Cancel(rid))
+            else:
+                sup.abandon(rid, stream, grant.runner)
+
+
+def _unread_grant(box: Any) -> Grant | None:
+    """A grant can arrive after the client stopped listening; it must still be handed back."""
+    while not box.items.empty():
+        item = box.items.get_nowait()
+        if type(item) is Grant:
+            return item
+    return None
+
+
+def _done(result: RunnerDone, arrived: float, grant: Grant, first_at: float | None, now: float) -> Done:
+    perf = result.perf
+    timings = Timings(
+        queue_s=grant.granted_at - arrived,
+        load_s=grant.load_s,
+        ttft_s=None if first_at is None else first_at - arrived,
+        total_s=now - arrived,
+        prefill_s=perf.prefill_ms / 1000 if perf else None,
+        generate_s=perf.generate_ms / 1000 if perf else None,
+    )
+    finish = "length" if result.finish == "length" else "stop"
+    return Done(finish, Usage(result.prompt_tokens, result.completion_tokens), timings, perf)
