@@ -112,10 +112,12 @@ def summary(report: dict[str, Any]) -> str:
                                  (pair["second"], "generate")):
                 s = by.get((name, action))
                 cells.append("-" if s is None else s["outcome"])
-            cells += ["yes" if pair["first_survived_second_load"] else "NO", pair["outcome"]]
+            failing = [s for s in pair["steps"] if s["outcome"] != "ok"]
+            cells += ["yes" if pair["first_survived_second_load"] else "NO", pair["outcome"],
+                      _short(failing[0]["detail"], 60) if failing else ""]
             rows.append(cells)
         lines += _table(["mode", "pair", "together MiB", "load 2nd", "1st answers", "2nd answers",
-                         "1st survived", "outcome"], rows)
+                         "1st survived", "outcome", "detail"], rows)
     lines += ["", "Findings:", ""]
     if report["findings"]:
         lines += [f"- {f['finding']}: {f['first']} + {f['second']}: {f['evidence']}"

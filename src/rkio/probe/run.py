@@ -39,10 +39,12 @@ class Child(Protocol):
     def request(self, payload: dict[str, Any], timeout: float) -> Answer: ...
     def alive(self) -> bool: ...
     def memory(self) -> ProcessMemory | None: ...
+    def runtime_errors(self) -> str | None: ...
     def close(self, timeout: float = 10.0) -> None: ...
 
 
 Spawn = Callable[[str], Child]
+_DEATHS = frozenset({Outcome.CRASHED, Outcome.KILLED, Outcome.HUNG})
 Gauge = Callable[[int], int]
 """Bytes available for the next load, given the bytes the probe believes its live children hold.
 
@@ -131,10 +133,12 @@ class Prober:
                 return pair
             load_b = self._load(b, series, second.model, second_domain, slot_b)
             pair.steps.append(load_b)
-            pair.first_survived_second_load = a.alive()
             if load_b.outcome is Outcome.SKIPPED:
                 return pair
-            pair.steps.append(self._generate(a, series, first.model, first_domain, "a", first.reference))
+            reply_a = self._generate(a, series, first.model, first_domain, "a", first.reference)
+            pair.steps.append(reply_a)
+            # Asking the first model is what reveals its death: an OOM kill may land after the load returned.
+            pair.first_survived_second_load = reply_a.outcome not in _DEATHS
             if load_b.outcome is Outcome.OK:
                 pair.steps.append(
                     self._generate(b, series, second.model, second_domain, slot_b, second.reference))
@@ -174,7 +178,9 @@ class Prober:
             self._resident[(child.label, slot)] = estimate
             outcome, detail = Outcome.OK, str(answer.reply.get("runtime", ""))
         elif answer.reply is not None:
-            outcome, detail = Outcome.REFUSED, str(answer.reply.get("error", ""))
+            # The runtime's last "E rkllm: ..." line says why ("failed to malloc npu memory, size: N").
+            said = child.runtime_errors()
+            outcome, detail = Outcome.REFUSED, said or str(answer.reply.get("error", ""))
         else:
             outcome, detail = answer.outcome or Outcome.CRASHED, answer.detail
         memory = child.memory()
@@ -197,7 +203,9 @@ class Prober:
             text = str(answer.reply.get("text", ""))
             runtime_mb = answer.reply.get("memory_usage_mb")
             outcome = output_outcome(reference, text)
-            detail = "differs from its solo reply" if outcome is Outcome.CORRUPTION else ""
+            detail = ""
+            if outcome is Outcome.CORRUPTION:
+                detail = f"replied {text[:40]!r}, alone {(reference or '')[:40]!r}"
         elif answer.reply is not None:
             outcome, detail = Outcome.ERROR, str(answer.reply.get("error", ""))
         else:

@@ -18,6 +18,8 @@ from typing import Any
 from rkio.probe.measure import ProcessMemory, process_memory
 from rkio.probe.outcomes import Outcome, exit_outcome, signal_name
 
+_EOF = b"<eof>"  # distinct object: compared by identity
+
 
 @dataclass(frozen=True, slots=True)
 class Answer:
@@ -44,6 +46,7 @@ class ChildProcess:
             start_new_session=True,
         )
         self._buffer = b""
+        self._stderr_mark = 0  # where the current request's stderr output starts
 
     @property
     def pid(self) -> int:
@@ -59,30 +62,35 @@ class ChildProcess:
     def memory(self) -> ProcessMemory | None:
         return process_memory(self._proc.pid) if self.alive() else None
 
-    def last_error_line(self) -> str | None:
-        """The runtime's last "E ..." log line (its reason for a refusal or a crash), if it printed one."""
-        self._stderr.seek(0)
+    def runtime_errors(self) -> str | None:
+        """The runtime's "E ..." lines of the latest request, joined (why it refused or crashed).
+
+        The specific cause usually comes first and a generic "rkllm init failed" last, so keep the last few.
+        """
+        self._stderr.seek(self._stderr_mark)
         lines = self._stderr.read().decode("utf-8", "replace").splitlines()
         errors = [line.strip() for line in lines if line.lstrip().startswith("E ")]
-        return errors[-1] if errors else None
+        return " / ".join(errors[-3:]) if errors else None
 
     def request(self, payload: dict[str, Any], timeout: float) -> Answer:
         """Send one request; the answer, or the outcome that replaced it (crashed, killed, hung)."""
         assert self._proc.stdin is not None
+        self._stderr_mark = self._stderr.seek(0, os.SEEK_END)
         try:
             self._proc.stdin.write((json.dumps(payload) + "\n").encode())
             self._proc.stdin.flush()
         except BrokenPipeError:
             return self._gone()
         line = self._read_line(timeout)
-        if line is None:
-            if self.alive():
-                self.kill()
-                return Answer(None, Outcome.HUNG, f"no reply within {timeout:g}s; child killed")
+        if line is _EOF:
             return self._gone()
+        if line is None:
+            self.kill()
+            return Answer(None, Outcome.HUNG, f"no reply within {timeout:g}s; child killed")
         return Answer(json.loads(line))
 
     def _read_line(self, timeout: float) -> bytes | None:
+        """One reply line; ``None`` on timeout, ``_EOF`` when the child closed its end (it is dying)."""
         assert self._proc.stdout is not None
         fd = self._proc.stdout.fileno()
         deadline = time.monotonic() + timeout
@@ -95,7 +103,7 @@ class ChildProcess:
                 return None
             chunk = os.read(fd, 65536)
             if not chunk:
-                return None
+                return _EOF
             self._buffer += chunk
         line, _, self._buffer = self._buffer.partition(b"\n")
         return line
@@ -108,7 +116,7 @@ class ChildProcess:
             return Answer(None, Outcome.HUNG, "closed its output but did not exit; child killed")
         outcome = exit_outcome(code) or Outcome.CRASHED
         detail = signal_name(code)
-        error = self.last_error_line()
+        error = self.runtime_errors()
         return Answer(None, outcome, f"{detail}: {error}" if error else detail)
 
     def kill(self) -> None:

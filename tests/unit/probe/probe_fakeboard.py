@@ -54,6 +54,7 @@ class FakeChild:
         self.handles: dict[str, tuple[str, int, int]] = {}  # slot -> (path, size, domain)
         self.returncode: int | None = None
         self.garbage = False
+        self.refused = False
 
     def alive(self) -> bool:
         return self.returncode is None
@@ -63,6 +64,9 @@ class FakeChild:
             return None
         total = sum(size for _, size, _ in self.handles.values())
         return ProcessMemory(total, total)
+
+    def runtime_errors(self) -> str | None:
+        return "E rkllm: failed to malloc npu memory" if self.refused else None
 
     def close(self, timeout: float = 10.0) -> None:
         if self.returncode is None:
@@ -92,7 +96,8 @@ class FakeChild:
         over = over_domain or sum(s for _, _, s, _ in resident) + size > board.ram
         if over:
             if board.overcommit == "fail":
-                return Answer({"ok": False, "error": "E rkllm: failed to malloc npu memory"})
+                self.refused = True
+                return Answer({"ok": False, "error": "LoadFailed: rkllm_init failed (returned -1)"})
             if board.overcommit == "segv":
                 self.returncode = -11
                 return self._dead()

@@ -51,6 +51,7 @@ def test_large_plus_small_sharing_a_domain_is_a_domain_problem_fixed_by_distinct
     by_mode = {p.mode: p for p in prober.pairs}
     assert by_mode[PairMode.SAME_DOMAIN].outcome is Outcome.REFUSED
     assert by_mode[PairMode.DISTINCT_DOMAINS].outcome is Outcome.OK
+    assert by_mode[PairMode.SAME_DOMAIN].steps[1].detail == "E rkllm: failed to malloc npu memory"
     assert (Finding.DOMAIN_PROBLEM, "m3072", "m1536") in findings(prober)
     # the refused second load left the first model running and answering correctly
     assert by_mode[PairMode.SAME_DOMAIN].first_survived_second_load
