@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rkio.config import Settings
+from rkio.probe.learned import import_report, save_footprints
 from rkio.probe.measure import rknpu_state
 from rkio.probe.plan import PairMode, ProbeConfig, ProbeModel
 from rkio.probe.report import build_report, summary, write_report
@@ -44,6 +46,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--no-pairs", action="store_true", help="only the solo ladder")
     p.add_argument("--library", help="librkllmrt.so to use (default RKIO_RKLLM_LIB, then the usual places)")
     p.add_argument("--abi", help="force the rkllm ABI generation (1.1.4, 1.2.0, 1.2.1, 1.3.0)")
+    p.add_argument("--save-footprints", action="store_true",
+                   help="record the measured solo footprints in rkio's learned-footprint store (state_dir)")
+    p.add_argument("--import-footprints", type=Path, metavar="PROBE_JSON",
+                   help="only record the footprints of an earlier report (e.g. one made on the board)")
+    p.add_argument("--state-dir", type=Path, help="rkio state directory (default: the server's setting)")
     p.add_argument("--out", type=Path,
                    help="directory for probe.json and probe.md (default ./rkio-probe-TIME)")
     sim = p.add_argument_group("simulator (reproduces the analysis' experiments without a board)")
@@ -57,7 +64,15 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
+def _state_dir(args: argparse.Namespace) -> Path:
+    return Path(args.state_dir) if args.state_dir else Settings.load().state_dir
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.import_footprints:
+        count = import_report(args.import_footprints, _state_dir(args))
+        print(f"recorded {count} footprint(s) from {args.import_footprints} in {_state_dir(args)}")
+        return 0
     try:
         modes = tuple(MODES[m.strip()] for m in args.modes.split(",") if m.strip())
     except KeyError as exc:
@@ -103,5 +118,8 @@ def run(args: argparse.Namespace) -> int:
     text = summary(report)
     (out / "probe.md").write_text(text)
     print(text)
+    if args.save_footprints:
+        count = save_footprints(report["footprints"], _state_dir(args))
+        print(f"recorded {count} footprint(s) in {_state_dir(args)}")
     print(f"report: {out / 'probe.json'} (send this file back), summary: {out / 'probe.md'}")
     return 0

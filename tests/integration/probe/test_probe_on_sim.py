@@ -10,7 +10,9 @@ import pytest
 
 from conftest import RunProbe
 from rkio.cli import probe as probe_cli
+from rkio.engine.footprints import FootprintStore
 from rkio.probe.diagnose import Finding, diagnose
+from rkio.probe.learned import spec_of
 from rkio.probe.outcomes import Outcome
 from rkio.probe.plan import PairMode
 from rkio.units import GiB, MiB
@@ -99,9 +101,27 @@ def test_cli_simulate_writes_report_and_summary(tmp_path: Path, capsys: pytest.C
     parser = argparse.ArgumentParser(prog="rkio")
     probe_cli.register(parser.add_subparsers())
     args = parser.parse_args(["probe", "--simulate", "1.2.3", "--sim-models", "1.5G,3G", "--modes",
-                              "same,distinct", "--sim-overcommit", "fail", "--out", str(tmp_path / "out")])
+                              "same,distinct", "--sim-overcommit", "fail", "--out", str(tmp_path / "out"),
+                              "--save-footprints", "--state-dir", str(tmp_path / "state")])
     assert args.func(args) == 0
     report = json.loads((tmp_path / "out" / "probe.json").read_text())
     assert [f["finding"] for f in report["findings"]] == ["domain problem"]
     assert {r["model"] for r in report["footprints"]} == {"sim-1.5g", "sim-3g"}
     assert "domain problem: sim-3g + sim-1.5g" in capsys.readouterr().out
+    # the server's store now knows the measured figure instead of its estimate
+    record = next(r for r in report["footprints"] if r["model"] == "sim-1.5g")
+    assert FootprintStore(tmp_path / "state").lookup(spec_of(record), 512) == (1806 * MiB, True)
+
+
+def test_import_footprints_from_a_board_report(tmp_path: Path) -> None:
+    model = tmp_path / "qwen.rkllm"
+    model.write_bytes(b"x")
+    record = {"model": "qwen", "path": str(model), "size_bytes": 1, "mtime_ns": model.stat().st_mtime_ns,
+              "max_context_len": 4096, "bytes": 1_800_000_000, "source": "rkio probe"}
+    (tmp_path / "probe.json").write_text(json.dumps({"footprints": [record]}))
+    parser = argparse.ArgumentParser(prog="rkio")
+    probe_cli.register(parser.add_subparsers())
+    args = parser.parse_args(["probe", "--import-footprints", str(tmp_path / "probe.json"),
+                              "--state-dir", str(tmp_path / "state")])
+    assert args.func(args) == 0
+    assert FootprintStore(tmp_path / "state").lookup(spec_of(record), 4096) == (1_800_000_000, True)
