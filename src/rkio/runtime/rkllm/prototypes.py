@@ -6,7 +6,7 @@ import ctypes
 from ctypes import POINTER, c_char_p, c_int, c_void_p
 from typing import Any
 
-from rkio.runtime.rkllm.errors import AbiMismatch
+from rkio.runtime.rkllm.errors import AbiMismatch, RkllmSetupError
 from rkio.runtime.rkllm.layouts import Generation, Layout
 
 # LLMHandle is a void*; every function below returns int unless noted.
@@ -48,7 +48,10 @@ class Library:
     def __init__(self, path: str, layout: Layout) -> None:
         self.path = path
         self.layout = layout
-        self._cdll = ctypes.CDLL(path)
+        try:
+            self._cdll = ctypes.CDLL(path)
+        except OSError as exc:
+            raise RkllmSetupError(f"cannot load the rkllm runtime {path}: {exc}") from exc
         self.functions: dict[str, Any] = {}
         missing = []
         for name, (restype, argtypes) in signatures(layout).items():

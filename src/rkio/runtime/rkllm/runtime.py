@@ -63,6 +63,11 @@ class RkllmRuntime:
         self._idle.set()
         self._lock = threading.Lock()  # guards _session against abort()/destroy() from other threads
 
+    @property
+    def handle(self) -> int | None:
+        """The raw LLMHandle while a model is loaded (for diagnostics and simulator introspection)."""
+        return self._handle.value if self._handle is not None else None
+
     # -- lifecycle -------------------------------------------------------------------------------------
 
     def load(self, params: LoadParams) -> None:
@@ -101,9 +106,11 @@ class RkllmRuntime:
             # userdata carries the run id: a late callback of an earlier run must not reach this one
             if session is None or userdata != session.run_id:
                 return CONTINUE
-            stopped = session.stop_requested
             action = session.on_result(result, state)
-            if session.stop_requested and not stopped and self._handle is not None:
+            # also repeats an abort() that raced the start of rkllm_run (which clears the runtime's flag)
+            wants_stop = session.stop_requested or session.abort_requested
+            if wants_stop and not session.abort_sent and self._handle is not None:
+                session.abort_sent = True
                 self._lib.rkllm_abort(self._handle)
             return action
         except BaseException:  # an exception must never unwind into C

@@ -31,6 +31,7 @@ class RunSession:
         self.finished = False
         self.stop_requested = False  # the sink declined more tokens (or raised)
         self.abort_requested = False  # abort() from another thread
+        self.abort_sent = False  # rkllm_abort was called from the callback
         self.pause_requested = False
         self.paused = False
         self.error: BaseException | None = None
