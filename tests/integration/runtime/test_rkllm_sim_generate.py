@@ -127,3 +127,16 @@ def test_two_generations_in_a_row_reuse_the_handle(loaded: RkllmRuntime, sim: Si
         loaded.generate(GenerateParams(prompt=prompt), collect(tokens))
         assert "".join(t.text for t in tokens) == "".join(simkit.expected_reply(prompt, 12))
     assert sim.handle(loaded)["runs"] == 2
+
+
+def test_an_exception_in_the_sink_aborts_the_run_and_reaches_the_caller(
+    loaded: RkllmRuntime, sim: Sim
+) -> None:
+    def sink(token: Token) -> bool:
+        raise ValueError("client went away")
+
+    with pytest.raises(ValueError, match="client went away"):
+        loaded.generate(GenerateParams(prompt="x y z [[n=200]]"), sink)
+    assert sim.last_run(loaded)["finish"] == "abort"
+    assert not loaded.is_running()
+    assert loaded.generate(GenerateParams(prompt="x [[n=2]]"), lambda t: True).finish == "stop"
