@@ -8,7 +8,15 @@ import socket
 import threading
 from collections.abc import Sequence
 
-from rkio.engine.runner.frames import FrameSplitter, FromRunner, Load, ToRunner, decode_from_runner, encode
+from rkio.engine.runner.frames import (
+    FrameSplitter,
+    FromRunner,
+    Load,
+    Progress,
+    ToRunner,
+    decode_from_runner,
+    encode,
+)
 from rkio.engine.runner.service import RunnerService
 from rkio.engine.types import ModelSpec
 from rkio.errors import LoadFailed, RuntimeFailure
@@ -157,4 +165,9 @@ class Peer:
     def load(self, spec: ModelSpec | None = None) -> FromRunner:
         spec = spec or make_spec()
         self.send(Load(spec, spec.load))
-        return self.recv()
+        first = self.recv()
+        assert isinstance(first, Progress), "a load starts with a heartbeat"
+        frame = self.recv()
+        while isinstance(frame, Progress):
+            frame = self.recv()
+        return frame

@@ -116,6 +116,8 @@ class RunnerService:
                 self._runtime.abort()
 
     def _heartbeat(self, done: threading.Event, started: float) -> None:
+        # the first beat at once: the interpreter's start-up must not eat into the gateway's stall timeout
+        self._writer.send(Progress(0.0, measure().rss_bytes))
         while not done.wait(self._heartbeat_s):
             self._writer.send(Progress(time.monotonic() - started, measure().rss_bytes))
 
