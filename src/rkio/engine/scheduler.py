@@ -136,6 +136,8 @@ class Scheduler:
         if entry is None:
             return
         del self.models[ev.model]
+        for rid in entry.unload_waiters:
+            self.effects.finish(rid, None)  # nothing to unload any more
         self.counters["load_failures"] += 1
         record = self.failures.setdefault(ev.model, FailureRecord())
         wait = record.load_failed(now, ev.error.message)
@@ -176,9 +178,9 @@ class Scheduler:
         if entry is None:
             return
         del self.models[ev.model]
+        for rid in entry.unload_waiters:
+            self.effects.finish(rid, None)
         if entry.state == "stopping" and entry.stop_reason != "crashed":
-            for rid in entry.unload_waiters:
-                self.effects.finish(rid, None)
             return
         self._crashed(ev.model, now, ev.exit.describe(ev.model))
 

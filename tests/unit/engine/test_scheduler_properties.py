@@ -1,0 +1,184 @@
+"""Hypothesis stateful test: random event sequences keep the scheduler's and planner's invariants."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import hypothesis.strategies as st
+from engine_fakes import FakeEffects, flat_footprint, spec
+from hypothesis import HealthCheck, settings
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from rkio.engine import domains
+from rkio.engine.events import (
+    Cancel,
+    GenerationDone,
+    LoadDone,
+    LoadFailed,
+    Request,
+    RunnerExited,
+    Tick,
+    TokenStall,
+    Unload,
+)
+from rkio.engine.ledger import SchedulerConfig
+from rkio.engine.scheduler import Scheduler
+from rkio.engine.types import RunnerExit
+from rkio.errors import LoadFailed as LoadFailedError
+from rkio.units import GiB
+
+MODELS = [spec("a", 2 * GiB), spec("b", 3 * GiB), spec("c", 5 * GiB), spec("d", 1 * GiB, runtime="llamacpp"),
+          spec("p", 1 * GiB, pinned=True), spec("e", 6 * GiB, base_domain_id=3)]
+BUDGET = 9 * GiB
+RESERVED = (1,)
+
+
+class Recording(FakeEffects):
+    """Also tracks runner processes: started -> live -> gone."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.processes: dict[tuple[str, int], str] = {}  # (model, incarnation) -> loading | live | stopping
+
+    def start_load(self, model: str, incarnation: int, spec: Any, load: Any) -> None:
+        super().start_load(model, incarnation, spec, load)
+        self.processes[(model, incarnation)] = "loading"
+
+    def stop_runner(self, model: str, incarnation: int) -> None:
+        super().stop_runner(model, incarnation)
+        assert self.processes[(model, incarnation)] == "live"
+        self.processes[(model, incarnation)] = "stopping"
+
+
+class SchedulerMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fx = Recording()
+        config = SchedulerConfig(budget=BUDGET, npu_lanes=1, max_queue=4, queue_timeout=100, keep_alive=30,
+                                 reserved_domains=RESERVED)
+        self.s = Scheduler(config, self.fx, flat_footprint)
+        self.now = 0.0
+        self.next_id = 0
+        self.accepted: set[int] = set()
+        self.done_posted: set[int] = set()
+
+    def handle(self, event: Any) -> None:
+        self.s.handle(event, self.now)
+
+    @rule(model=st.sampled_from(MODELS), kind=st.sampled_from(["generate", "generate", "load"]),
+          num_ctx=st.sampled_from([None, 2048, 8192]), keep_alive=st.sampled_from([None, 0, -1, 10]))
+    def request(self, model: Any, kind: str, num_ctx: int | None, keep_alive: float | None) -> None:
+        self.next_id += 1
+        self.accepted.add(self.next_id)
+        self.handle(Request(self.next_id, model, kind, num_ctx, keep_alive))  # type: ignore[arg-type]
+
+    @precondition(lambda self: bool(self.s.waiters))
+    @rule(data=st.data())
+    def cancel(self, data: st.DataObject) -> None:
+        rid = data.draw(st.sampled_from(sorted(self.s.waiters)))
+        self.accepted.discard(rid)  # the client ended it itself
+        self.handle(Cancel(rid))
+
+    def _processes(self, state: str) -> list[tuple[str, int]]:
+        return sorted(k for k, v in self.fx.processes.items() if v == state)
+
+    @precondition(lambda self: bool(self._processes("loading")))
+    @rule(data=st.data(), ok=st.booleans(), crashed=st.booleans())
+    def finish_load(self, data: st.DataObject, ok: bool, crashed: bool) -> None:
+        model, inc = data.draw(st.sampled_from(self._processes("loading")))
+        if ok:
+            self.fx.processes[(model, inc)] = "live"
+            self.handle(LoadDone(model, inc, 1, None))
+        else:
+            del self.fx.processes[(model, inc)]
+            self.handle(LoadFailed(model, inc, LoadFailedError("E rkllm: no"), crashed))
+
+    @precondition(lambda self: bool(set(self.s.running) - self.done_posted))
+    @rule(data=st.data(), outcome=st.sampled_from(["ok", "error", "cancelled", "crashed"]))
+    def generation_done(self, data: st.DataObject, outcome: str) -> None:
+        rid = data.draw(st.sampled_from(sorted(set(self.s.running) - self.done_posted)))
+        run = self.s.running[rid]
+        key = (run.model, run.incarnation)
+        if outcome == "crashed" and self.fx.processes.get(key) in ("live", "stopping"):
+            self.fx.processes[key] = "dying"
+        elif outcome == "crashed":
+            outcome = "error"
+        self.done_posted.add(rid)
+        self.handle(GenerationDone(rid, outcome))  # type: ignore[arg-type]
+
+    @precondition(lambda self: bool(self.s.running))
+    @rule(data=st.data(), first=st.booleans())
+    def stall(self, data: st.DataObject, first: bool) -> None:
+        self.handle(TokenStall(data.draw(st.sampled_from(sorted(self.s.running))), first))
+
+    @precondition(lambda self: bool(self._processes("stopping") + self._processes("dying")))
+    @rule(data=st.data())
+    def reaped(self, data: st.DataObject) -> None:
+        model, inc = data.draw(st.sampled_from(self._processes("stopping") + self._processes("dying")))
+        del self.fx.processes[(model, inc)]
+        self.handle(RunnerExited(model, inc, RunnerExit(0, None, "stop", None)))
+
+    @precondition(lambda self: bool(self._processes("live")))
+    @rule(data=st.data())
+    def crash_while_idle(self, data: st.DataObject) -> None:
+        model, inc = data.draw(st.sampled_from(self._processes("live")))
+        entry = self.s.models.get(model)
+        if entry is not None and entry.running is not None:
+            return  # crashes under a generation are covered by generation_done("crashed")
+        del self.fx.processes[(model, inc)]
+        self.handle(RunnerExited(model, inc, RunnerExit(None, 11, "idle", None)))
+
+    @rule(model=st.sampled_from(MODELS))
+    def unload(self, model: Any) -> None:
+        self.next_id += 1
+        self.accepted.add(self.next_id)
+        self.handle(Unload(self.next_id, model.name))
+
+    @rule(seconds=st.sampled_from([1.0, 15.0, 40.0, 120.0]))
+    def tick(self, seconds: float) -> None:
+        self.now += seconds
+        self.handle(Tick())
+
+    # ------------------------------------------------------------------------------- invariants
+
+    @invariant()
+    def never_over_budget(self) -> None:
+        assert sum(e.bytes for e in self.s.models.values()) <= BUDGET
+
+    @invariant()
+    def no_domain_overflow(self) -> None:
+        placed = [(e.base_domain, e.bytes) for e in self.s.models.values() if e.base_domain is not None]
+        assert all(used <= domains.WINDOW_BYTES for used in domains.occupancy(placed))
+        for base, nbytes in placed:
+            assert not set(domains.span(base, nbytes)) & set(RESERVED)
+
+    @invariant()
+    def lanes_and_one_generation_per_runner(self) -> None:
+        assert 0 <= self.s.lanes_used <= 1
+        assert self.s.lanes_used == sum(r.lane for r in self.s.running.values())
+        per_runner = Counter((r.model, r.incarnation) for r in self.s.running.values())
+        assert all(n == 1 for n in per_runner.values())
+        assert self.s.queued() <= 4
+
+    @invariant()
+    def every_request_ends_at_most_once_and_pending_ones_are_tracked(self) -> None:
+        granted = Counter(self.fx.granted())
+        finished = Counter(c[1] for c in self.fx.of("finish"))
+        for rid in self.accepted:
+            ends = granted[rid] + finished[rid]
+            assert ends <= 1, (rid, self.fx.calls)
+            if ends == 0:  # still pending, and never beyond its queue deadline
+                assert rid not in self.s.waiters or self.s.waiters[rid].deadline > self.now
+                assert rid in self.s.waiters or any(rid in e.unload_waiters for e in self.s.models.values())
+
+    @invariant()
+    def no_leaked_runners(self) -> None:
+        tracked = {(m, e.incarnation) for m, e in self.s.models.items()}
+        alive = {k for k, v in self.fx.processes.items()}
+        assert tracked == alive, (tracked, alive)
+
+
+SchedulerMachine.TestCase.settings = settings(
+    max_examples=60, stateful_step_count=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+TestScheduler = SchedulerMachine.TestCase
