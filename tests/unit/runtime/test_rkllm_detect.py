@@ -147,6 +147,15 @@ def test_explicit_abi_overrides_detection(tmp_path: Path, monkeypatch: pytest.Mo
         resolve(path, None)
 
 
+def test_explicit_abi_contradicting_the_embedded_version_is_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = write_library(tmp_path, Generation.V1_2_1, "1.3.0")
+    with caplog.at_level("WARNING"):
+        assert resolve(path, "1.2.1") == (path, Generation.V1_2_1, "1.3.0")
+    assert "rkllm runtime 1.3.0 (ABI 1.3.0) but ABI 1.2.1 was chosen" in caplog.text
+
+
 def test_find_library_prefers_the_environment_and_never_falls_back_from_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -8,6 +8,7 @@ Anything else is refused with the environment variable that settles it.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ from rkio.runtime.rkllm.elf import NotElf, dynamic_symbols
 from rkio.runtime.rkllm.errors import AbiUndetectable, LibraryNotFound, RkllmSetupError
 from rkio.runtime.rkllm.layouts import Generation, build_layout
 from rkio.runtime.rkllm.prototypes import signatures
+
+log = logging.getLogger(__name__)
 
 LIBRARY_ENV = "RKIO_RKLLM_LIB"
 ABI_ENV = "RKIO_RKLLM_ABI"
@@ -173,6 +176,11 @@ def resolve(library: str | os.PathLike[str] | None, abi: str | None) -> tuple[Pa
     path = require_library(library)
     forced = parse_abi(abi if abi is not None else os.environ.get(ABI_ENV, "auto"))
     if forced is not None:
-        return path, forced, runtime_version(path)
+        version = runtime_version(path)
+        embedded = KNOWN_VERSIONS.get(version) if version else None
+        if embedded is not None and embedded is not forced:
+            log.warning("%s says it is rkllm runtime %s (ABI %s) but ABI %s was chosen explicitly; "
+                        "a wrong ABI crashes the runtime", path, version, embedded.label, forced.label)
+        return path, forced, version
     info = inspect_library(path)
     return path, choose_generation(info), info.version
