@@ -213,8 +213,22 @@ static int run_impl(sim_handle* h, RKLLMInput* in, RKLLMInferParam* infer, void*
         return -1;
     }
 
+    /* How many tokens: the reply length ([[n=]] or the header's reply_tokens), cut by max_new_tokens. */
+    long long limit = prompt.n_directive >= 0 ? prompt.n_directive : h->model.reply_tokens;
+    long long max_new = h->param.max_new_tokens;
+#if SIM_ABI >= 130
+    /* rkllm-runtime.md §1.2: RKLLMInferParam.max_new_tokens "<=0 = use init value". */
+    if (infer && infer->max_new_tokens > 0) max_new = infer->max_new_tokens;
+#endif
+    if (max_new > 0 && limit > max_new) limit = max_new;
+
+    /* A run that will hang is deaf to rkllm_abort from its start, so "abort before the hang point" cannot
+     * race with the fault and tests see the same hang every time. */
+    int deaf = h->faults.hang_at_token >= 0 && h->faults.hang_at_token < limit;
+    atomic_int never_abort = 0;
+    atomic_int* abort_flag = deaf ? &never_abort : &h->abort_requested;
     long long t0 = sim_now_us();
-    int aborted = sim_sleep_us(h->prefill_us * (prompt_tokens - cache_hit), &h->abort_requested);
+    int aborted = sim_sleep_us(h->prefill_us * (prompt_tokens - cache_hit), abort_flag);
     long long t1 = sim_now_us();
     pthread_mutex_lock(&h->lock);
     h->kv_len = kv = kv + prompt_tokens;
@@ -227,15 +241,6 @@ static int run_impl(sim_handle* h, RKLLMInput* in, RKLLMInferParam* infer, void*
         free(templated);
         return rc;
     }
-
-    /* How many tokens: the reply length ([[n=]] or the header's reply_tokens), cut by max_new_tokens. */
-    long long limit = prompt.n_directive >= 0 ? prompt.n_directive : h->model.reply_tokens;
-    long long max_new = h->param.max_new_tokens;
-#if SIM_ABI >= 130
-    /* rkllm-runtime.md §1.2: RKLLMInferParam.max_new_tokens "<=0 = use init value". */
-    if (infer && infer->max_new_tokens > 0) max_new = infer->max_new_tokens;
-#endif
-    if (max_new > 0 && limit > max_new) limit = max_new;
 
     sim_stream_kind kind = SIM_STREAM_ECHO;
     const char* garbage = NULL;
@@ -276,11 +281,11 @@ static int run_impl(sim_handle* h, RKLLMInput* in, RKLLMInferParam* infer, void*
             finish = "context";
             break;
         }
-        if (h->token_us > 0 && sim_sleep_us(h->token_us, &h->abort_requested)) {
+        if (h->token_us > 0 && sim_sleep_us(h->token_us, abort_flag)) {
             aborted = 1;
             break;
         }
-        if (atomic_load(&h->abort_requested)) {
+        if (atomic_load(abort_flag)) {
             aborted = 1;
             break;
         }
