@@ -8,6 +8,9 @@
  *   tools:JSON                 rkllm_set_function_tools (1.2.1+)
  *   destroy                    destroy the current handle
  *   sleep:MS                   sleep (to hold a model while another process loads)
+ *   loadcache:PATH             rkllm_load_prompt_cache; DRIVER_SAVE_CACHE=path saves one per run
+ *   kvsize                     rkllm_get_kv_cache_size (1.2.1+), printed as an rc
+ * DRIVER_MAX_NEW sets RKLLMInferParam.max_new_tokens (1.3.0).
  * Every callback is printed as one JSON line; so are return codes and the rkllm_sim_* documents. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,6 +96,11 @@ int main(int argc, char** argv) {
             infer.mode = RKLLM_INFER_GENERATE;
             RKLLMLoraParam lp = {lora};
             if (lora) infer.lora_params = &lp;
+            RKLLMPromptCacheParam cp = {1, getenv("DRIVER_SAVE_CACHE")};
+            if (cp.prompt_cache_path) infer.prompt_cache_params = &cp;
+#if SIM_ABI >= 130
+            if (getenv("DRIVER_MAX_NEW")) infer.max_new_tokens = atoi(getenv("DRIVER_MAX_NEW"));
+#endif
 #if SIM_HAS_KEEP_HISTORY
             infer.keep_history = keep ? atoi(keep) : 0;
 #else
@@ -131,6 +139,14 @@ int main(int argc, char** argv) {
             h = NULL;
         } else if (!strncmp(step, "sleep:", 6)) {
             usleep((useconds_t)atoi(step + 6) * 1000);
+        } else if (!strncmp(step, "loadcache:", 10)) {
+            rc = rkllm_load_prompt_cache(h, step + 10);
+#if SIM_ABI >= 121
+        } else if (!strcmp(step, "kvsize")) {
+            int sizes[8] = {0};
+            rkllm_get_kv_cache_size(h, sizes);
+            rc = sizes[0];
+#endif
         } else if (!strcmp(step, "handle")) {
             print_doc("handle", rkllm_sim_handle(h));
         } else if (!strcmp(step, "state")) {

@@ -215,3 +215,61 @@ def test_oracle_drops_template_markers_and_roles():
 def test_state_of_a_missing_file_is_empty(tmp_path: Path):
     state = simkit.read_state(tmp_path / "none.txt")
     assert state["reservations"] == [] and state["overcommits"] == 0
+
+
+def test_garbage_overcommit_spoils_every_model_in_the_domain(sim_driver, tmp_path):
+    sim = SimEnv.fresh(tmp_path, overcommit="garbage")
+    model = simkit.make_model(tmp_path / "m.rkllm", 3 * GiB)
+    res = sim_driver("1.2.3")(
+        model, "init:512:0", "run:fine words", "init:512:0", "run:fine words", env=sim.env()
+    )
+    assert res.rcs() == [0, 0, 0, 0]
+    assert res.texts()[:12] == simkit.expected_reply("fine words", 12)
+    assert set(res.texts()[12:]) == {simkit.OVERCOMMIT_GARBAGE}
+    assert sim.read_state()["overcommits"] == 1
+
+
+def test_prompt_cache_save_then_load_and_missing_file(sim_driver, tmp_path):
+    sim = SimEnv.fresh(tmp_path)
+    model = simkit.make_model(tmp_path / "m.rkllm", GiB)
+    cache = tmp_path / "cache.bin"
+    saved = sim_driver("1.2.0")(
+        model, "init:512:0", "run:alpha beta", env=sim.env() | {"DRIVER_SAVE_CACHE": str(cache)}
+    )
+    assert saved.rcs() == [0, 0] and cache.exists()
+    res = sim_driver("1.2.0")(
+        model,
+        "init:512:0",
+        f"loadcache:{cache}",
+        "run:alpha beta",
+        "handle",
+        f"loadcache:{tmp_path / 'missing.bin'}",
+        env=sim.env(),
+    )
+    assert res.rcs() == [0, 0, 0, 0, -1]
+    assert res.docs("handle")[0]["prompt_cache_loaded"] == str(cache)
+    assert res.docs("run")[0]["prefilled_tokens"] == 0  # the whole prompt came from the cache
+
+
+def test_per_run_max_new_tokens_and_kv_size_in_1_3_0(sim_driver, tmp_path):
+    sim = SimEnv.fresh(tmp_path)
+    model = simkit.make_model(tmp_path / "m.rkllm", GiB)
+    res = sim_driver("1.3.0")(
+        model, "init:512:0", "run:a b c", "kvsize", env=sim.env() | {"DRIVER_MAX_NEW": "4"}
+    )
+    assert res.texts() == simkit.expected_reply("a b c", 4)
+    assert res.docs("run")[0]["finish"] == "length"
+    assert res.rcs()[-1] == simkit.prompt_tokens("a b c") + 4
+    assert all(cb["userdata"] == 7 for cb in res.callbacks())  # RKLLMCallback.result_userdata / run userdata
+
+
+@pytest.mark.parametrize(("fault", "expect"), [("init_fail", "rc"), ("init_segv", "segv")])
+def test_init_faults_from_the_environment(fault, expect, sim_driver, tmp_path):
+    sim = SimEnv.fresh(tmp_path, fault=fault)
+    model = simkit.make_model(tmp_path / "m.rkllm", GiB)
+    res = sim_driver("1.1.4")(model, "init:512:0", env=sim.env())
+    if expect == "rc":
+        assert res.rcs() == [-1] and "E rkllm:" in res.stderr
+    else:
+        assert res.returncode == -signal.SIGSEGV
+    assert sim.read_state()["reservations"] == []
