@@ -79,8 +79,11 @@ def diagnose(pairs: list[PairResult]) -> list[Diagnosis]:
                                    + f"; together {format_size(distinct.combined_bytes)}"))
             explained = True
         if not explained and not any(d.first == first and d.second == second for d in found):
-            found.append(Diagnosis(Finding.UNEXPLAINED, first, second,
-                                   "; ".join(_describe(p) for p in failed.values())))
+            evidence = "; ".join(_describe(p) for p in failed.values())
+            if same is not None and same.failed and distinct is None and same.combined_bytes > DOMAIN_BYTES:
+                evidence += (f"; together {format_size(same.combined_bytes)} > one 4 GiB domain: "
+                             "add the 'distinct' mode to tell a domain problem from a RAM limit")
+            found.append(Diagnosis(Finding.UNEXPLAINED, first, second, evidence))
     return found
 
 

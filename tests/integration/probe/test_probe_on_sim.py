@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from conftest import RunProbe
 from rkio.cli import probe as probe_cli
 from rkio.engine.footprints import FootprintStore
 from rkio.probe.diagnose import Finding, diagnose
+from rkio.probe.engine_scenario import replay
 from rkio.probe.learned import spec_of
 from rkio.probe.outcomes import Outcome
 from rkio.probe.plan import PairMode
@@ -125,3 +127,17 @@ def test_import_footprints_from_a_board_report(tmp_path: Path) -> None:
                               "--state-dir", str(tmp_path / "state")])
     assert args.func(args) == 0
     assert FootprintStore(tmp_path / "state").lookup(spec_of(record), 4096) == (1_800_000_000, True)
+
+
+def test_engine_scenario_places_the_pair_in_separate_domains_without_overcommit(tmp_path: Path) -> None:
+    rows = asyncio.run(replay("1.2.3", 16 * GiB, "oom", tmp_path))
+    assert [row[2] for row in rows] == ["ok (length)"] * 3
+    assert "large domains [0]" in rows[1][3] and "small domains [1]" in rows[1][3]
+    assert [(row[5], row[6]) for row in rows] == [("0", "0")] * 3  # no overcommit, nobody OOM-killed
+
+
+def test_engine_scenario_evicts_within_a_small_budget_instead_of_crashing(tmp_path: Path) -> None:
+    rows = asyncio.run(replay("1.2.3", 5 * GiB, "oom", tmp_path))
+    assert [row[2] for row in rows] == ["ok (length)"] * 3
+    assert [row[4] for row in rows] == ["0", "1", "2"]
+    assert all(row[5] == "0" for row in rows)

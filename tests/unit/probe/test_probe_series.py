@@ -130,3 +130,14 @@ def test_distinct_domain_skips_past_every_domain_a_large_first_model_spans() -> 
     prober = probe(board, 1 * GiB, 5 * GiB)
     distinct = next(p for p in prober.pairs if p.mode is PairMode.DISTINCT_DOMAINS)
     assert [s.domain for s in distinct.steps if s.action == "load"] == [0, 2]
+
+
+def test_a_same_domain_failure_without_the_distinct_mode_says_how_to_tell() -> None:
+    board = FakeBoard(overcommit="fail")
+    config = ProbeConfig(models=(model(1536 * MiB), model(3 * GiB)), margin_bytes=0,
+                         pair_modes=(PairMode.SAME_DOMAIN,))
+    prober = Prober(config, spawn=board.spawn, gauge=board.gauge)
+    prober.run()
+    (diagnosis,) = diagnose(prober.pairs)
+    assert diagnosis.finding is Finding.UNEXPLAINED
+    assert "add the 'distinct' mode" in diagnosis.evidence
