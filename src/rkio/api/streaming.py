@@ -184,7 +184,8 @@ class EngineStream:
                         body = self.encoder.waiting(latest) if latest is not None else b""
                     else:
                         body = self.encoder.heartbeat()
-                    await send({"type": "http.response.body", "body": body, "more_body": True})
+                    if body:
+                        await send({"type": "http.response.body", "body": body, "more_body": True})
             finally:
                 if not pending.done():
                     pending.cancel()

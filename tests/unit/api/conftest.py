@@ -46,7 +46,7 @@ def sse_events(body: str) -> list[Any]:
         if not lines:
             continue
         assert len(lines) == 1 and lines[0].startswith("data: "), block
-        payload = lines[0][len("data: "):]
+        payload = lines[0][len("data: ") :]
         events.append(payload if payload == "[DONE]" else json.loads(payload))
     return events
 

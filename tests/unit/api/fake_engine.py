@@ -22,8 +22,8 @@ from rkio.engine.types import (
     Loading,
     ModelSpec,
     Queued,
-    TokenChunk,
     Timings,
+    TokenChunk,
     Usage,
 )
 from rkio.errors import Busy, ModelNotFound
@@ -35,9 +35,14 @@ Step = EngineEvent | BaseException | asyncio.Event
 
 def spec(name: str, runtime: str = "rkllm") -> ModelSpec:
     suffix = "rkllm" if runtime == "rkllm" else "gguf"
-    return ModelSpec(name=name, path=f"/models/{name}.{suffix}", runtime=runtime,  # type: ignore[arg-type]
-                     size_bytes=1 << 30, mtime_ns=1_700_000_000 * 10**9,
-                     load=LoadParams(model_path=f"/models/{name}.{suffix}", max_context_len=4096))
+    return ModelSpec(
+        name=name,
+        path=f"/models/{name}.{suffix}",
+        runtime=runtime,  # type: ignore[arg-type]
+        size_bytes=1 << 30,
+        mtime_ns=1_700_000_000 * 10**9,
+        load=LoadParams(model_path=f"/models/{name}.{suffix}", max_context_len=4096),
+    )
 
 
 def prompt_words(request: GenerationRequest) -> list[str]:
@@ -51,12 +56,21 @@ def token_chunks(text_pieces: Sequence[str], first_id: int = 100) -> list[TokenC
     return [TokenChunk(piece, (first_id + i,)) for i, piece in enumerate(text_pieces)]
 
 
-def done(prompt_tokens: int, completion_tokens: int, reason: str = "stop", load_s: float | None = None) -> Done:
-    return Done(finish_reason=reason, usage=Usage(prompt_tokens, completion_tokens),  # type: ignore[arg-type]
-                timings=Timings(queue_s=0.25, load_s=load_s, ttft_s=0.5, total_s=2.0, prefill_s=0.4,
-                                generate_s=1.5),
-                perf=Perf(prefill_ms=400.0, prefill_tokens=prompt_tokens, generate_ms=1500.0,
-                          generate_tokens=completion_tokens, memory_usage_mb=None))
+def done(
+    prompt_tokens: int, completion_tokens: int, reason: str = "stop", load_s: float | None = None
+) -> Done:
+    return Done(
+        finish_reason=reason,
+        usage=Usage(prompt_tokens, completion_tokens),  # type: ignore[arg-type]
+        timings=Timings(queue_s=0.25, load_s=load_s, ttft_s=0.5, total_s=2.0, prefill_s=0.4, generate_s=1.5),
+        perf=Perf(
+            prefill_ms=400.0,
+            prefill_tokens=prompt_tokens,
+            generate_ms=1500.0,
+            generate_tokens=completion_tokens,
+            memory_usage_mb=None,
+        ),
+    )
 
 
 def echo_reply(request: GenerationRequest) -> list[Step]:
@@ -65,7 +79,8 @@ def echo_reply(request: GenerationRequest) -> list[Step]:
     limit = request.max_tokens or len(words)
     reply = words[:limit]
     prompt_tokens = sum(len(m.content.split()) for m in request.messages or ()) + len(
-        (request.prompt or "").split())
+        (request.prompt or "").split()
+    )
     pieces = [w if i == 0 else " " + w for i, w in enumerate(reply)]
     reason = "length" if limit < len(words) else "stop"
     return [Queued(0), *token_chunks(pieces), done(prompt_tokens, len(reply), reason)]
@@ -83,8 +98,9 @@ class FakeEngine:
     unloads: list[str] = field(default_factory=list)
     loaded: dict[str, float | None] = field(default_factory=dict)
     quarantined: tuple[str, ...] = ()
-    counters: dict[str, int] = field(default_factory=lambda: {"loads": 3, "load_failures": 1, "evictions": 2,
-                                                               "runner_crashes": 0})
+    counters: dict[str, int] = field(
+        default_factory=lambda: {"loads": 3, "load_failures": 1, "evictions": 2, "runner_crashes": 0}
+    )
     started: bool = False
     stopped: bool = False
 
@@ -132,15 +148,37 @@ class FakeEngine:
 
     def status(self) -> EngineStatus:
         now = time.time()
-        loaded = tuple(LoadedModel(name=n, runtime="rkllm", state="idle", pid=4242, bytes=1_500_000_000,
-                                   rss_bytes=1_400_000_000, domains=(0,), max_context_len=4096,
-                                   loaded_at=now - 60, last_used=now - 5, expires_at=exp, queue_length=0,
-                                   pinned=False, leases=0)
-                       for n, exp in self.loaded.items())
+        loaded = tuple(
+            LoadedModel(
+                name=n,
+                runtime="rkllm",
+                state="idle",
+                pid=4242,
+                bytes=1_500_000_000,
+                rss_bytes=1_400_000_000,
+                domains=(0,),
+                max_context_len=4096,
+                loaded_at=now - 60,
+                last_used=now - 5,
+                expires_at=exp,
+                queue_length=0,
+                pinned=False,
+                leases=0,
+            )
+            for n, exp in self.loaded.items()
+        )
         used = sum(m.bytes for m in loaded)
-        return EngineStatus(loaded=loaded, budget_bytes=8 << 30, used_bytes=used, free_bytes=(8 << 30) - used,
-                            queue_length=1, running=0, npu_lanes=1, quarantined=self.quarantined,
-                            counters=dict(self.counters))
+        return EngineStatus(
+            loaded=loaded,
+            budget_bytes=8 << 30,
+            used_bytes=used,
+            free_bytes=(8 << 30) - used,
+            queue_length=1,
+            running=0,
+            npu_lanes=1,
+            quarantined=self.quarantined,
+            counters=dict(self.counters),
+        )
 
     async def open_lease(self, model: str) -> str:
         return f"lease-{model}"

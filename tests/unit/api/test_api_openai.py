@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import httpx
-from conftest import sse_events
 from fake_engine import FakeEngine, done, token_chunks
 
+from conftest import sse_events
 from rkio.engine.types import GenerationRequest, Loading, Queued
 from rkio.errors import ContextLengthExceeded, InsufficientMemory, RunnerCrashed
 
@@ -15,7 +15,9 @@ CHAT = "/v1/chat/completions"
 
 
 async def test_chat_returns_reply_usage_and_stop(client: httpx.AsyncClient) -> None:
-    r = await client.post(CHAT, json={"model": "qwen", "messages": [{"role": "user", "content": "hello there"}]})
+    r = await client.post(
+        CHAT, json={"model": "qwen", "messages": [{"role": "user", "content": "hello there"}]}
+    )
     assert r.status_code == 200
     body = r.json()
     assert body["object"] == "chat.completion"
@@ -25,24 +27,43 @@ async def test_chat_returns_reply_usage_and_stop(client: httpx.AsyncClient) -> N
     assert body["model"] == "qwen" and body["id"].startswith("chatcmpl-")
 
 
-async def test_whole_history_and_system_prompt_reach_the_engine(client: httpx.AsyncClient,
-                                                                 engine: FakeEngine) -> None:
-    messages = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "first question"},
-                {"role": "assistant", "content": "first answer"},
-                {"role": "user", "content": [{"type": "text", "text": "second"}, {"type": "text", "text": "q"}]}]
+async def test_whole_history_and_system_prompt_reach_the_engine(
+    client: httpx.AsyncClient, engine: FakeEngine
+) -> None:
+    messages = [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "first question"},
+        {"role": "assistant", "content": "first answer"},
+        {"role": "user", "content": [{"type": "text", "text": "second"}, {"type": "text", "text": "q"}]},
+    ]
     r = await client.post(CHAT, json={"model": "qwen", "messages": messages})
     assert r.status_code == 200
     sent = engine.requests[0].messages
     assert sent is not None
-    assert [(m.role, m.content) for m in sent] == [("system", "be brief"), ("user", "first question"),
-                                                  ("assistant", "first answer"), ("user", "second\nq")]
+    assert [(m.role, m.content) for m in sent] == [
+        ("system", "be brief"),
+        ("user", "first question"),
+        ("assistant", "first answer"),
+        ("user", "second\nq"),
+    ]
 
 
 async def test_sampling_and_limits_are_passed(client: httpx.AsyncClient, engine: FakeEngine) -> None:
-    r = await client.post(CHAT, json={
-        "model": "qwen", "messages": [{"role": "user", "content": "a b c d"}], "max_completion_tokens": 2,
-        "temperature": 0.2, "top_p": 0.5, "seed": 7, "frequency_penalty": 0.5, "presence_penalty": -0.5,
-        "stop": "END", "keep_alive": "10m"})
+    r = await client.post(
+        CHAT,
+        json={
+            "model": "qwen",
+            "messages": [{"role": "user", "content": "a b c d"}],
+            "max_completion_tokens": 2,
+            "temperature": 0.2,
+            "top_p": 0.5,
+            "seed": 7,
+            "frequency_penalty": 0.5,
+            "presence_penalty": -0.5,
+            "stop": "END",
+            "keep_alive": "10m",
+        },
+    )
     assert r.status_code == 200
     req: GenerationRequest = engine.requests[0]
     assert req.max_tokens == 2 and req.stop == ("END",) and req.keep_alive == 600.0
@@ -54,14 +75,17 @@ async def test_sampling_and_limits_are_passed(client: httpx.AsyncClient, engine:
 
 
 async def test_no_sampling_fields_means_model_defaults(client: httpx.AsyncClient, engine: FakeEngine) -> None:
-    await client.post(CHAT, json={"model": "qwen", "messages": [{"role": "user", "content": "x"}],
-                                  "stop": ["a", "b"]})
+    await client.post(
+        CHAT, json={"model": "qwen", "messages": [{"role": "user", "content": "x"}], "stop": ["a", "b"]}
+    )
     assert engine.requests[0].sampling is None and engine.requests[0].stop == ("a", "b")
 
 
 async def test_stream_framing_role_first_then_deltas_then_done(client: httpx.AsyncClient) -> None:
-    r = await client.post(CHAT, json={"model": "qwen", "stream": True,
-                                      "messages": [{"role": "user", "content": "one two three"}]})
+    r = await client.post(
+        CHAT,
+        json={"model": "qwen", "stream": True, "messages": [{"role": "user", "content": "one two three"}]},
+    )
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/event-stream")
     events = sse_events(r.text)
@@ -76,34 +100,50 @@ async def test_stream_framing_role_first_then_deltas_then_done(client: httpx.Asy
 
 
 async def test_stream_include_usage_adds_usage_chunk(client: httpx.AsyncClient) -> None:
-    r = await client.post(CHAT, json={"model": "qwen", "stream": True, "stream_options": {"include_usage": True},
-                                      "messages": [{"role": "user", "content": "one two"}]})
+    r = await client.post(
+        CHAT,
+        json={
+            "model": "qwen",
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "messages": [{"role": "user", "content": "one two"}],
+        },
+    )
     chunks = sse_events(r.text)[:-1]
     assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] == 2
     assert all(c["usage"] is None for c in chunks[:-1])
 
 
 async def test_n_greater_than_one_is_rejected(client: httpx.AsyncClient) -> None:
-    r = await client.post(CHAT, json={"model": "qwen", "n": 2, "messages": [{"role": "user", "content": "x"}]})
+    r = await client.post(
+        CHAT, json={"model": "qwen", "n": 2, "messages": [{"role": "user", "content": "x"}]}
+    )
     assert r.status_code == 400
     assert r.json()["error"]["param"] == "n" and r.json()["error"]["type"] == "invalid_request_error"
 
 
 async def test_unknown_model_is_404_in_openai_shape(client: httpx.AsyncClient) -> None:
     for stream in (False, True):
-        r = await client.post(CHAT, json={"model": "nope", "stream": stream,
-                                          "messages": [{"role": "user", "content": "x"}]})
+        r = await client.post(
+            CHAT, json={"model": "nope", "stream": stream, "messages": [{"role": "user", "content": "x"}]}
+        )
         assert r.status_code == 404
         err = r.json()["error"]
         assert set(err) == {"message", "type", "param", "code"} and err["code"] == "model_not_found"
 
 
 async def test_validation_errors_are_clear_400s(client: httpx.AsyncClient) -> None:
-    cases = [b"{not json", b"[]", json.dumps({"model": "qwen", "messages": "hi"}).encode(),
-             json.dumps({"model": "qwen", "messages": [{"role": "wizard", "content": "x"}]}).encode(),
-             json.dumps({"model": "qwen", "messages": []}).encode(),
-             json.dumps({"model": "qwen", "messages": [{"role": "user", "content": "x"}],
-                         "temperature": "hot"}).encode(), b""]
+    cases = [
+        b"{not json",
+        b"[]",
+        json.dumps({"model": "qwen", "messages": "hi"}).encode(),
+        json.dumps({"model": "qwen", "messages": [{"role": "wizard", "content": "x"}]}).encode(),
+        json.dumps({"model": "qwen", "messages": []}).encode(),
+        json.dumps(
+            {"model": "qwen", "messages": [{"role": "user", "content": "x"}], "temperature": "hot"}
+        ).encode(),
+        b"",
+    ]
     for body in cases:
         r = await client.post(CHAT, content=body, headers={"content-type": "application/json"})
         assert r.status_code == 400, body
@@ -119,26 +159,31 @@ async def test_context_too_long_is_400_with_code(client: httpx.AsyncClient, engi
 async def test_busy_is_429_with_retry_after(client: httpx.AsyncClient, engine: FakeEngine) -> None:
     engine.queue_full = True
     for stream in (False, True):
-        r = await client.post(CHAT, json={"model": "qwen", "stream": stream,
-                                          "messages": [{"role": "user", "content": "x"}]})
+        r = await client.post(
+            CHAT, json={"model": "qwen", "stream": stream, "messages": [{"role": "user", "content": "x"}]}
+        )
         assert r.status_code == 429 and r.headers["retry-after"] == "3"
         assert r.json()["error"]["type"] == "rate_limit_error"
 
 
-async def test_cannot_fit_is_503_with_explanation_even_when_streaming(client: httpx.AsyncClient,
-                                                                     engine: FakeEngine) -> None:
+async def test_cannot_fit_is_503_with_explanation_even_when_streaming(
+    client: httpx.AsyncClient, engine: FakeEngine
+) -> None:
     why = "qwen needs 9.0 GiB; the budget is 8.0 GiB with nothing left to evict"
     engine.script = lambda req: [Queued(0), Loading("qwen"), InsufficientMemory(why)]
-    r = await client.post(CHAT, json={"model": "qwen", "stream": True,
-                                      "messages": [{"role": "user", "content": "x"}]})
+    r = await client.post(
+        CHAT, json={"model": "qwen", "stream": True, "messages": [{"role": "user", "content": "x"}]}
+    )
     assert r.status_code == 503 and r.json()["error"]["message"] == why
 
 
-async def test_error_after_first_token_is_a_final_stream_event(client: httpx.AsyncClient,
-                                                               engine: FakeEngine) -> None:
+async def test_error_after_first_token_is_a_final_stream_event(
+    client: httpx.AsyncClient, engine: FakeEngine
+) -> None:
     engine.script = lambda req: [*token_chunks(["partial"]), RunnerCrashed("runner crashed with SIGSEGV")]
-    r = await client.post(CHAT, json={"model": "qwen", "stream": True,
-                                      "messages": [{"role": "user", "content": "x"}]})
+    r = await client.post(
+        CHAT, json={"model": "qwen", "stream": True, "messages": [{"role": "user", "content": "x"}]}
+    )
     assert r.status_code == 200
     events = sse_events(r.text)
     assert events[-1]["error"]["code"] == "runner_crashed"
@@ -147,11 +192,12 @@ async def test_error_after_first_token_is_a_final_stream_event(client: httpx.Asy
 
 
 async def test_several_tokens_per_chunk_are_one_delta(client: httpx.AsyncClient, engine: FakeEngine) -> None:
-    engine.script = lambda req: [*token_chunks(["Hel", "lo, \"wörld\"\n"]), done(3, 2)]
-    r = await client.post(CHAT, json={"model": "qwen", "stream": True,
-                                      "messages": [{"role": "user", "content": "x"}]})
+    engine.script = lambda req: [*token_chunks(["Hel", 'lo, "wörld"\n']), done(3, 2)]
+    r = await client.post(
+        CHAT, json={"model": "qwen", "stream": True, "messages": [{"role": "user", "content": "x"}]}
+    )
     deltas = [c["choices"][0]["delta"].get("content") for c in sse_events(r.text)[:-1]]
-    assert deltas == ["", "Hel", "lo, \"wörld\"\n", None]
+    assert deltas == ["", "Hel", 'lo, "wörld"\n', None]
 
 
 async def test_completions_raw_prompt_and_echo(client: httpx.AsyncClient, engine: FakeEngine) -> None:
