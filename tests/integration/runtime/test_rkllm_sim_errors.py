@@ -7,9 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from rkllm_sim_helpers import Sim
 
 import simkit
-from conftest import Sim
 from rkio.errors import LoadFailed, RuntimeFailure, Unsupported
 from rkio.runtime.base import Feature, GenerateParams, LoadParams, LoraAdapter, Sampling
 from rkio.runtime.rkllm import AbiMismatch, RkllmRuntime, RkllmSetupError

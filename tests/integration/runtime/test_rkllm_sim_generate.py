@@ -7,9 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from rkllm_sim_helpers import ABI_OF, Sim, collect
 
 import simkit
-from conftest import ABI_OF, Sim, collect
 from rkio.errors import Unsupported
 from rkio.runtime.base import Feature, GenerateParams, LoadParams, Token
 from rkio.runtime.rkllm import RkllmRuntime, detect_abi, runtime_version

@@ -7,9 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from rkllm_sim_helpers import Sim, collect
 
 import simkit
-from conftest import Sim, collect
 from rkio.errors import RuntimeFailure, Unsupported
 from rkio.runtime.base import (
     ChatTemplateOverride,
