@@ -1,0 +1,65 @@
+"""TokenWriter: the runtime's callback never blocks; order is kept; a slow reader gets batched frames."""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+import pytest
+
+from rkio.engine.runner.frames import Done, FrameSplitter, Tokens, decode_from_runner
+from rkio.engine.runner.writer import TokenWriter
+
+pytestmark = pytest.mark.timeout(20)
+
+
+def read_until_done(sock: socket.socket) -> list[object]:
+    splitter = FrameSplitter()
+    frames: list[object] = []
+    while not frames or not isinstance(frames[-1], Done):
+        data = sock.recv(1 << 16)
+        assert data, "EOF before Done"
+        frames.extend(decode_from_runner(body) for body in splitter.feed(data))
+    return frames
+
+
+def test_pushes_never_block_on_a_full_socket_and_arrive_in_order_before_control_frames() -> None:
+    ours, theirs = socket.socketpair()
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    writer = TokenWriter(ours)
+    n = 20_000
+    for i in range(n):  # nobody reads yet: this only finishes if push never waits for the socket
+        writer.push(f" w{i}", i)
+    done = Done("stop", 1, n, None, None)
+    sender = threading.Thread(target=writer.send, args=(done,))
+    sender.start()
+    frames = read_until_done(theirs)
+    sender.join()
+    tokens = [f for f in frames if isinstance(f, Tokens)]
+    assert "".join(t.text for t in tokens) == "".join(f" w{i}" for i in range(n))
+    assert [i for t in tokens for i in t.ids] == list(range(n))
+    assert frames[-1] == done
+    assert len(tokens) < n // 10  # the backlog went out in big frames, not one per token
+    writer.close()
+
+
+def test_a_reader_that_keeps_up_gets_each_token_at_once() -> None:
+    ours, theirs = socket.socketpair()
+    writer = TokenWriter(ours)
+    splitter = FrameSplitter()
+    for i in range(5):
+        writer.push(f"t{i}", i)
+        frames = [decode_from_runner(b) for b in splitter.feed(theirs.recv(1 << 16))]
+        assert frames == [Tokens(f"t{i}", [i])]
+    writer.close()
+
+
+def test_a_vanished_gateway_does_not_raise_in_the_callback() -> None:
+    ours, theirs = socket.socketpair()
+    writer = TokenWriter(ours)
+    theirs.close()
+    for i in range(100):
+        writer.push("x", i)
+    writer.send(Done("stop", 0, 0, None, None))
+    assert writer.broken
+    writer.close()
