@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from conftest import RunProbe
 from rkio.cli import probe as probe_cli
 from rkio.engine.footprints import FootprintStore
 from rkio.probe.diagnose import Finding, diagnose
@@ -17,8 +17,10 @@ from rkio.probe.engine_scenario import replay
 from rkio.probe.learned import spec_of
 from rkio.probe.outcomes import Outcome
 from rkio.probe.plan import PairMode
+from rkio.probe.run import Prober
 from rkio.units import GiB, MiB
 
+RunProbe = Callable[..., Prober]  # the run_probe fixture (tests/integration/probe/conftest.py)
 SMALL, MEDIUM, LARGE = 1 * GiB, 1536 * MiB, 3 * GiB
 SAME, DISTINCT, ONE = PairMode.SAME_DOMAIN, PairMode.DISTINCT_DOMAINS, PairMode.ONE_PROCESS
 
