@@ -484,7 +484,7 @@ char* sim_state_json(void) {
         int f3 = 1;
         for (int d = 0; d < SIM_DOMAINS; d++) {
             if (!r->domain_bytes[d]) continue;
-            char key[8];
+            char key[16];
             snprintf(key, sizeof(key), "%d", d);
             sb_kv_int(&sb, &f3, key, r->domain_bytes[d]);
         }

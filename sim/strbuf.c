@@ -64,6 +64,7 @@ void sb_putn(strbuf* sb, const char* s, size_t n) {
 void sb_puts(strbuf* sb, const char* s) { sb_putn(sb, s, strlen(s)); }
 
 void sb_printf(strbuf* sb, const char* fmt, ...) {
+    if (!fmt) return;
     va_list ap;
     va_start(ap, fmt);
     int n = vsnprintf(NULL, 0, fmt, ap);
