@@ -6,13 +6,14 @@ import asyncio
 import os
 import signal
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 
 import simkit
 from rkio.engine.runner import RunnerProcess
 from rkio.engine.types import ChatMessage, ModelSpec, RunnerDone, RunnerGeneration, TokenChunk
-from rkio.errors import LoadFailed, RunnerCrashed
+from rkio.errors import ContextLengthExceeded, LoadFailed, RunnerCrashed
 from rkio.runtime.base import GenerateParams
 
 pytestmark = pytest.mark.timeout(60)
@@ -88,6 +89,17 @@ async def test_chat_messages_are_rendered_in_the_runner(make_spec: SpecMaker, si
     text = "".join(i.text for i in items if isinstance(i, TokenChunk))
     assert "ping" in text and "<|im_start|>" not in text
     assert isinstance(items[-1], RunnerDone) and items[-1].completion_tokens == 4
+
+
+async def test_prompt_longer_than_the_context_is_refused_and_the_runner_lives_on(
+        make_spec: SpecMaker, sim_env: dict[str, str], runners: list[RunnerProcess]) -> None:
+    spec = make_spec()
+    runner = await RunnerProcess.start(spec, replace(spec.load, max_context_len=64), env=sim_env)
+    runners.append(runner)
+    with pytest.raises(ContextLengthExceeded, match="context"):
+        await collect(runner, "[[n=2]] " + "word " * 200)
+    text, _ = await collect(runner, "[[n=2]] short")
+    assert text == reply("[[n=2]] short", 2)
 
 
 async def test_crash_during_generation_names_the_signal(make_spec: SpecMaker, sim_env: dict[str, str],

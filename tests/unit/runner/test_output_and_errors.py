@@ -69,6 +69,9 @@ def test_error_frames_become_the_right_exceptions() -> None:
     assert same.message == "x: E rkllm: y"  # not repeated
     too_long = to_exception(Error("ContextLengthExceeded", "too long", 1), None)
     assert isinstance(too_long, ContextLengthExceeded)
+    overflow = to_exception(Error("RuntimeFailure", "rkllm_run failed", 2),
+                            "E rkllm: the input tokens[5000] exceed the max context length[4096]")
+    assert isinstance(overflow, ContextLengthExceeded) and "5000" in overflow.message
     unsupported = to_exception(Error("Unsupported", "m", 1, "LoRA adapters", "rkllm-1.1.4"), None)
     assert isinstance(unsupported, Unsupported)
     assert unsupported.message == "LoRA adapters is not supported by runtime rkllm-1.1.4"

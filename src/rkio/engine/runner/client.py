@@ -160,7 +160,9 @@ class RunnerProcess:
             except TimeoutError:
                 self.kill()
                 await self.wait()
-            raise to_exception(outcome, detail, default=LoadFailed)
+            failure = to_exception(outcome, detail, default=LoadFailed)
+            # whatever the runtime objected to (an unsupported LoRA, a bad parameter), the load failed
+            raise failure if isinstance(failure, LoadFailed) else LoadFailed(failure.message)
         ended = await self.wait()
         raise RunnerCrashed(ended.describe(self.spec.name))
 
