@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
 from rkio.engine.events import Cancel, GenerationDone, Outcome, Request, TokenStall
 from rkio.engine.supervisor import Finished, Grant, Supervisor
@@ -90,7 +90,7 @@ async def generate(
         while True:
             watchdog.waiting()
             try:
-                item = await next_item()
+                out = await next_item()
             except StopAsyncIteration:
                 stream, ended = None, True
                 sup.post(GenerationDone(rid, "error"))
@@ -101,15 +101,16 @@ async def generate(
                 sup.post(GenerationDone(rid, outcome))
                 raise box.error or exc from None
             watchdog.got()
-            if type(item) is TokenChunk:
+            if type(out) is TokenChunk:
                 if first_at is None:
                     first_at = clock()
-                yield item
+                yield out
                 continue
             break
         watchdog.cancel()
         stream, ended = None, True
-        done: RunnerDone = item  # type: ignore[assignment]
+        done = out
+        assert isinstance(done, RunnerDone)
         sup.post(GenerationDone(rid, "ok" if done.finish != "abort" else "error", done.memory))
         if done.finish == "abort":
             raise box.error or RuntimeFailure("the runtime aborted the generation")
@@ -145,5 +146,5 @@ def _done(result: RunnerDone, arrived: float, grant: Grant, first_at: float | No
         prefill_s=perf.prefill_ms / 1000 if perf else None,
         generate_s=perf.generate_ms / 1000 if perf else None,
     )
-    finish = "length" if result.finish == "length" else "stop"
+    finish: Literal["stop", "length"] = "length" if result.finish == "length" else "stop"
     return Done(finish, Usage(result.prompt_tokens, result.completion_tokens), timings, perf)
