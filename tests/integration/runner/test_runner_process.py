@@ -150,6 +150,17 @@ async def test_hung_generation_cannot_be_aborted_and_is_killed(
             pass
 
 
+async def test_closing_the_stream_of_a_hung_runtime_does_not_return(
+        make_spec: SpecMaker, sim_env: dict[str, str], runners: list[RunnerProcess]) -> None:
+    runner = await start(make_spec(fault="hang_at_token:1"), sim_env, runners)
+    stream = runner.generate(RunnerGeneration(params=GenerateParams(prompt="[[n=50]] a b c")))
+    await anext(stream)
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(stream.aclose(), 0.3)
+    runner.kill()
+    assert (await runner.wait()).signal == signal.SIGKILL
+
+
 async def test_slow_load_kept_alive_by_heartbeats(make_spec: SpecMaker, sim_env: dict[str, str],
                                                   runners: list[RunnerProcess]) -> None:
     # init takes 2.5 s, longer than the 1.8 s stall timeout: heartbeats every second keep it going
@@ -206,6 +217,7 @@ async def test_closing_the_stream_early_aborts_and_the_runner_serves_the_next(
     stream = runner.generate(RunnerGeneration(params=GenerateParams(prompt="[[n=100000]] x y")))
     assert isinstance(await anext(stream), TokenChunk)
     await stream.aclose()
+    assert await runner.abort(0.0) is True  # aclose returned only once the runtime had stopped
     text, done = await collect(runner, "[[n=5]] next one")
     assert (text, done.finish) == (reply("[[n=5]] next one", 5), "stop")
 

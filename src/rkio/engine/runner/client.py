@@ -229,8 +229,9 @@ class RunnerProcess:
         """Run one generation: TokenChunks (each batching whatever tokens were ready), then one RunnerDone.
 
         Raises RunnerCrashed when the runner dies meanwhile, or the runner's RuntimeFailure /
-        ContextLengthExceeded / Unsupported / InvalidRequest. Closing the iterator early aborts the
-        generation; the runner is ready for the next one once the runtime has stopped.
+        ContextLengthExceeded / Unsupported / InvalidRequest. Closing the iterator early (``aclose``)
+        aborts the generation and returns once the runtime has stopped (bound it with a timeout: a hung
+        runtime never stops); cancelling the consumer only sends the abort.
         """
         if self._consumer:
             raise RuntimeFailure(f"runner for {self.spec.name} is already generating")
@@ -272,13 +273,26 @@ class RunnerProcess:
                 elif isinstance(frame, Error):
                     finished = True
                     raise to_exception(frame, await self._output.error_at(frame.marker))
+        except GeneratorExit:
+            # aclose(): the caller waits (with its own timeout) until the runtime has really stopped
+            if not finished and self._abandon():
+                await self._runtime_idle.wait()
+            raise
         finally:
             self._consumer = False
             self._wakeup = None
-            if not finished and self._phase == "generation" and not self._eof:
-                self._discard = True
-                self._frames.clear()
-                self._send(Abort())
+            if not finished:
+                self._abandon()
+
+    def _abandon(self) -> bool:
+        """Abort the generation nobody consumes any more; False when the runtime is not running it."""
+        if self._phase != "generation" or self._eof or self._runtime_idle.is_set():
+            return False
+        if not self._discard:
+            self._discard = True
+            self._frames.clear()
+            self._send(Abort())
+        return True
 
     async def _gone(self) -> RunnerCrashed:
         ended = await self.wait()
