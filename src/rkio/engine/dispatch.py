@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from rkio.engine import planner
-from rkio.engine.ledger import ModelEntry, Running
-from rkio.errors import InsufficientMemory
+from rkio.engine.ledger import ModelEntry, Running, Waiter
+from rkio.engine.types import Loading, Queued
+from rkio.errors import InsufficientMemory, QueueTimeout
 
 if TYPE_CHECKING:
     from rkio.engine.scheduler import Scheduler
@@ -14,7 +15,7 @@ if TYPE_CHECKING:
 
 def dispatch(s: Scheduler, now: float) -> None:
     for waiter in [w for w in s.waiters.values() if w.deadline <= now]:  # (1)
-        s.timed_out(waiter)
+        _timed_out(s, waiter)
     progress = True
     while progress:
         progress = _complete_loads(s) | _grant(s, now)  # (2), (3)
@@ -111,7 +112,7 @@ def _reinit(s: Scheduler, entry: ModelEntry) -> bool | None:
         return None
     ctx = max(w.need_ctx for w in queue)
     nbytes, _ = s.footprint(entry.spec, ctx)
-    others = [s.resident(e, queue[0].seq) for e in s.models.values() if e is not entry]
+    others = [_resident(s, e, queue[0].seq) for e in s.models.values() if e is not entry]
     need = planner.Need(entry.name, nbytes, entry.npu, entry.spec.base_domain_id)
     plan = planner.plan_admission(need, others, s.config.budget, s.config.reserved_domains)
     if isinstance(plan, planner.Reject):
@@ -135,7 +136,7 @@ def _start_load(s: Scheduler, now: float) -> None:
         ctx = max(w.need_ctx for w in queue)
         nbytes, learned = s.footprint(spec, ctx)
         need = planner.Need(model, nbytes, spec.runtime == "rkllm", spec.base_domain_id)
-        residents = [s.resident(e, seq) for e in s.models.values()]
+        residents = [_resident(s, e, seq) for e in s.models.values()]
         plan = planner.plan_admission(need, residents, s.config.budget, s.config.reserved_domains)
         if isinstance(plan, planner.Admit):
             s.begin_load(spec, ctx, nbytes, learned, plan.base_domain, s.keep_alive_for(queue[0]), now)
@@ -156,7 +157,22 @@ def _announce(s: Scheduler) -> None:
         for position, waiter in enumerate(queue):
             if loading and not waiter.told_loading:
                 waiter.told_loading = True
-                s.new_loading(waiter)
+                s.effects.notify(waiter.request_id, Loading(waiter.model))
             if waiter.kind == "generate" and waiter.position != position:
                 waiter.position = position
-                s.new_queued(waiter)
+                s.effects.notify(waiter.request_id, Queued(position))
+
+
+def _timed_out(s: Scheduler, waiter: Waiter) -> None:
+    s.counters["queue_timeouts"] += 1
+    s.queues[waiter.model].remove(waiter)
+    del s.waiters[waiter.request_id]
+    s.effects.finish(waiter.request_id, QueueTimeout(
+        f"waited {s.config.queue_timeout:g} s in the queue for {waiter.model}"))
+
+
+def _resident(s: Scheduler, e: ModelEntry, before_seq: int) -> planner.Resident:
+    """The planner's view of a runner; ``demand``: requests queued for it ahead of ``before_seq``."""
+    demand = any(w.seq < before_seq for w in s.queues.get(e.name, ()))
+    return planner.Resident(e.name, e.bytes, e.state, e.last_used, e.base_domain, e.spec.pinned,
+                            s._leases_on(e.name), demand)

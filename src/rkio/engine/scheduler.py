@@ -23,7 +23,6 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
 
-from rkio.engine import planner
 from rkio.engine.dispatch import dispatch
 from rkio.engine.effects import Effects
 from rkio.engine.events import (
@@ -42,14 +41,13 @@ from rkio.engine.events import (
 )
 from rkio.engine.ledger import FootprintFn, ModelEntry, Running, SchedulerConfig, Waiter
 from rkio.engine.lifecycle import FailureRecord, effective_keep_alive
-from rkio.engine.types import Loading, ModelSpec, Queued
+from rkio.engine.types import ModelSpec
 from rkio.errors import (
     Busy,
     GenerationTimeout,
     InsufficientMemory,
     InvalidRequest,
     ModelQuarantined,
-    QueueTimeout,
     ShuttingDown,
 )
 from rkio.errors import (
@@ -279,27 +277,9 @@ class Scheduler:
     def keep_alive_for(self, waiter: Waiter) -> float:
         return effective_keep_alive(waiter.keep_alive, waiter.spec.keep_alive, self.config.keep_alive)
 
-    def new_queued(self, waiter: Waiter) -> None:
-        self.effects.notify(waiter.request_id, Queued(waiter.position))
-
-    def new_loading(self, waiter: Waiter) -> None:
-        self.effects.notify(waiter.request_id, Loading(waiter.model))
-
     def insufficient(self, model: str, message: str) -> None:
         self.counters["insufficient_memory"] += 1
         self._reject_all(model, InsufficientMemory(message))
-
-    def timed_out(self, waiter: Waiter) -> None:
-        self.counters["queue_timeouts"] += 1
-        self.queues[waiter.model].remove(waiter)
-        del self.waiters[waiter.request_id]
-        self.effects.finish(waiter.request_id, QueueTimeout(
-            f"waited {self.config.queue_timeout:g} s in the queue for {waiter.model}"))
-
-    def resident(self, e: ModelEntry, before_seq: int) -> planner.Resident:
-        demand = any(w.seq < before_seq for w in self.queues.get(e.name, ()))
-        return planner.Resident(e.name, e.bytes, e.state, e.last_used, e.base_domain, e.spec.pinned,
-                                self._leases_on(e.name), demand)
 
 
 def _need_ctx(spec: ModelSpec, num_ctx: int | None) -> int:
