@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from runner_fakes import FakeRuntime, Peer, make_spec
 
-from rkio.engine.runner.frames import Abort, Done, Error, Generate, Loaded, Stop, Stopped, Tokens
+from rkio.engine.runner.frames import Abort, Done, Error, Generate, Loaded, Memory, Stop, Stopped, Tokens
 from rkio.engine.types import ChatMessage, RunnerGeneration
 from rkio.runtime.base import Feature, GenerateParams
 
@@ -69,6 +69,8 @@ def test_runtime_error_is_reported_after_a_stderr_sync_line_and_runner_survives(
     assert isinstance(error, Error)
     assert (error.kind, error.message, error.marker) == ("RuntimeFailure", "rkllm_run failed", 1)
     assert text_of(frames) == "a a"
+    memory = peer.recv()
+    assert isinstance(memory, Memory) and memory.memory.rss_bytes > 0
     again = generate(peer, "[[n=2]] b")
     assert text_of(again) == "b b"
     peer.send(Stop())

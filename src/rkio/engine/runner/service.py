@@ -26,6 +26,7 @@ from rkio.engine.runner.frames import (
     Generate,
     Load,
     Loaded,
+    Memory,
     Progress,
     Stop,
     Stopped,
@@ -194,6 +195,8 @@ class RunnerService:
             with self._state_lock:
                 self._generating = False
             self._send_error(exc, default="RuntimeFailure")
+            # no Done carries a measurement this time; a failed run may still have grown the process
+            self._writer.send(Memory(measure()))
             return
         with self._state_lock:
             self._generating = False
