@@ -76,6 +76,8 @@ long long sim_now_us(void);
 int sim_sleep_us(long long total_us, atomic_int* abort_flag);
 /* Builds the JSON describing the RKLLMParam of an init (caller frees). */
 char* sim_init_json(const sim_handle* h, const RKLLMParam* p, const void* callback_struct);
+/* The body of rkllm_run / rkllm_run_async; the caller has set h->running. */
+int sim_run_impl(sim_handle* h, RKLLMInput* in, RKLLMInferParam* infer, void* userdata, int is_async);
 /* Builds the JSON describing an rkllm_run call (caller frees). */
 char* sim_run_json(const RKLLMInput* in, const RKLLMInferParam* infer, const void* userdata, int is_async);
 

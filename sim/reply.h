@@ -1,5 +1,5 @@
 /* The simulated model's "text": the reply is a deterministic function of the prompt, so tests can
- * predict it exactly (tests/simkit.py mirrors every rule here; keep them in step). */
+ * predict it exactly (tests/simkit/replies.py mirrors every rule here; keep them in step). */
 #ifndef RKSIM_REPLY_H
 #define RKSIM_REPLY_H
 
