@@ -28,6 +28,7 @@ class RequestRecord:
     model: str = ""
     stream: bool = False
     outcome: str = "ok"
+    error: str | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     ttft_s: float | None = None
@@ -93,7 +94,7 @@ class RequestLog:
             await self.app(scope, receive, send_wrapper)
         except Exception as exc:  # the catch-all: never a traceback to the client
             err = as_rkio_error(exc)
-            record.outcome = f"error:{err.kind}"
+            record.outcome, record.error = f"error:{err.kind}", err.message
             if status == 0:
                 await error_response(err, protocol_for_path(scope["path"]))(scope, receive, send_wrapper)
         finally:
@@ -103,8 +104,10 @@ class RequestLog:
         route = scope.get("route")
         endpoint = getattr(route, "path", None) or "unmatched"
         elapsed = time.perf_counter() - record.started
-        if record.outcome == "ok" and "rkio_error" in scope.get("state", {}):
-            record.outcome = f"error:{scope['state']['rkio_error']}"
+        error = scope.get("state", {}).get("rkio_error")
+        if record.outcome == "ok" and error is not None:
+            record.outcome = f"error:{error[0]}"
+            record.error = error[1]
         self.metrics.requests.inc(endpoint, str(status or 499))
         self.metrics.duration.observe(elapsed, endpoint)
         if record.outcome == "disconnected":
@@ -117,4 +120,6 @@ class RequestLog:
                           ttft_ms=None if record.ttft_s is None else round(record.ttft_s * 1000, 1),
                           queue_ms=None if record.queue_s is None else round(record.queue_s * 1000, 1),
                           load_ms=None if record.load_s is None else round(record.load_s * 1000, 1))
+        if record.error:
+            fields["error"] = repr(record.error)
         log.info(" ".join(f"{k}={v}" for k, v in fields.items() if v is not None))

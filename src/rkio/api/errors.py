@@ -121,7 +121,7 @@ def stream_error_event(err: RkioError, protocol: Protocol) -> bytes:
 async def handle_exception(request: Request, exc: Exception) -> Response:
     """Starlette exception handler: every error leaves in the shape its protocol expects."""
     err = as_rkio_error(exc)
-    request.scope.setdefault("state", {})["rkio_error"] = err.kind  # for the access log line
+    request.scope.setdefault("state", {})["rkio_error"] = (err.kind, err.message)  # for the access log
     return error_response(err, protocol_for_path(request.url.path))
 
 

@@ -150,7 +150,7 @@ class EngineStream:
         except Exception as exc:
             err = as_rkio_error(exc if not isinstance(exc, StopAsyncIteration) else
                                 RuntimeFailure("the engine ended the generation without a result"))
-            self.record.outcome = f"error:{err.kind}"
+            self.record.outcome, self.record.error = f"error:{err.kind}", err.message
             if self.committed:
                 await self._send_error(err, send)
             else:

@@ -6,9 +6,9 @@ import base64
 from datetime import datetime
 
 import httpx
+from api_helpers import ndjson_lines
 from fake_engine import FakeEngine, done, token_chunks
 
-from conftest import ndjson_lines
 from rkio.engine.types import Loading, Queued
 from rkio.errors import GenerationTimeout, LoadFailed
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import httpx
+from api_helpers import sse_events
 from fake_engine import FakeEngine, done, token_chunks
 
-from conftest import sse_events
 from rkio.engine.types import GenerationRequest, Loading, Queued
 from rkio.errors import ContextLengthExceeded, InsufficientMemory, RunnerCrashed
 

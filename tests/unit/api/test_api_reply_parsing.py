@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 import httpx
+from api_helpers import sse_events
 from fake_engine import FakeEngine, done, token_chunks
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import sse_events
 from rkio.api.reasoning import ThinkSplitter, split_reasoning
 from rkio.api.reply import ReplyParser, extract_json, parse_reply
 from rkio.api.tool_calls import ToolCallScanner, parse_tool_calls

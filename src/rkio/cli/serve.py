@@ -1,0 +1,116 @@
+"""``rkio serve``: the HTTP server (OpenAI- and Ollama-compatible APIs) over the model engine.
+
+Every flag is also a setting: ``RKIO_<NAME>`` in the environment or ``<name>`` in a TOML file (``--config`` or
+``RKIO_CONFIG``); flags win over the environment, which wins over the file.
+Shutdown on SIGTERM/SIGINT: stop accepting connections, let in-flight requests finish for ``stop_grace``
+seconds (then streams end with a "shutting down" error event), stop the engine, exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import logging
+import signal
+import sys
+import threading
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from rkio.config import Settings
+
+log = logging.getLogger("rkio.serve")
+
+# (flag, Settings field, metavar, help)
+FLAGS: tuple[tuple[str, str, str, str], ...] = (
+    ("--host", "host", "ADDR", "address to listen on (default 127.0.0.1; set --api-key before exposing it)"),
+    ("--port", "port", "N", "port (default 8080)"),
+    ("--models-dir", "models_dir", "DIR", "models directory (default ~/.rkio/models)"),
+    ("--state-dir", "state_dir", "DIR", "learned footprints, cooldowns (default ~/.rkio/state)"),
+    ("--runtime", "runtime", "auto|rkllm|llamacpp", "backend for models (default auto)"),
+    ("--memory-budget", "memory_budget", "SIZE", "memory for models, e.g. 6GiB (default: from MemAvailable)"),
+    ("--memory-reserve", "memory_reserve", "SIZE", "kept free when deriving the budget (default 512MiB)"),
+    ("--max-queue", "max_queue", "N", "waiting requests before 429 (default 64)"),
+    ("--queue-timeout", "queue_timeout", "DUR", "longest wait in the queue (default 5m)"),
+    ("--keep-alive", "keep_alive", "DUR", "idle time before a model unloads; -1 = never (default 5m)"),
+    ("--api-key", "api_key", "KEY", "require Authorization: Bearer KEY on every endpoint but /health"),
+    ("--npu-lanes", "npu_lanes", "N", "concurrent generations (default 1)"),
+    ("--load-timeout", "load_timeout", "DUR", "a load without progress for this long fails (default 2m)"),
+    ("--first-token-timeout", "first_token_timeout", "DUR", "prefill watchdog (default 2m)"),
+    ("--token-stall-timeout", "token_stall_timeout", "DUR", "inter-token watchdog (default 30s)"),
+    ("--stop-grace", "stop_grace", "DUR", "shutdown grace for in-flight requests (default 10s)"),
+    ("--preload", "preload", "M1,M2", "models to load at start"),
+    ("--cors-origins", "cors_origins", "O1,O2", "origins allowed by CORS (default: CORS off)"),
+    ("--max-body-bytes", "max_body_bytes", "SIZE", "largest request body (default 8MiB)"),
+    ("--default-model", "default_model", "NAME", "model for OpenAI requests that name none"),
+    ("--log-level", "log_level", "LEVEL", "debug, info, warning or error (default info)"),
+)
+LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+
+def register(subparsers: Any) -> None:
+    """Add ``serve``."""
+    parser = subparsers.add_parser("serve", help="run the HTTP server (OpenAI and Ollama APIs)",
+                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", type=Path, metavar="FILE", help="TOML settings file (also $RKIO_CONFIG)")
+    for flag, dest, metavar, text in FLAGS:
+        choices = ("auto", "rkllm", "llamacpp") if dest == "runtime" else None
+        parser.add_argument(flag, dest=dest, metavar=metavar, help=text, choices=choices)
+    parser.set_defaults(func=run)
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def run(args: argparse.Namespace) -> int:
+    overrides = {dest: getattr(args, dest, None) for _, dest, _, _ in FLAGS}
+    try:
+        settings = Settings.load(args.config, overrides)
+        configure_logging(settings.log_level)
+    except (ValueError, OSError, tomllib.TOMLDecodeError) as exc:
+        print(f"rkio serve: {exc}", file=sys.stderr)
+        return 2
+    if settings.host not in LOOPBACK and not settings.api_key:
+        log.warning("listening on %s without an API key: anyone who can reach it can use it", settings.host)
+    return serve(settings)
+
+
+def serve(settings: Settings) -> int:
+    """Run until SIGTERM/SIGINT; 0 after a clean shutdown, 1 if startup failed."""
+    from rkio.api.app import create_app
+    from rkio.engine.engine import ModelEngine
+
+    app = create_app(ModelEngine(settings), settings)
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_config=None, access_log=False,
+        log_level=settings.log_level.lower(), lifespan="on",
+        timeout_graceful_shutdown=max(1, round(settings.stop_grace)),
+        loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
+        http="httptools" if importlib.util.find_spec("httptools") else "h11")
+    server = QuietExitServer(config)
+    server.run()
+    return 0 if server.started else 1
+
+
+class QuietExitServer(uvicorn.Server):
+    """uvicorn's Server, except that a handled SIGTERM/SIGINT ends ``run`` normally instead of re-raising the
+    signal after shutdown (which would make the exit status 143/130 instead of 0)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
