@@ -108,6 +108,9 @@ async def generate(
                 continue
             break
         watchdog.cancel()
+        # Close the finished stream now, not at garbage collection: until then the runner still counts
+        # as consumed and the next grant on this lane would find it "already generating".
+        await stream.aclose()  # type: ignore[attr-defined]
         stream, ended = None, True
         done = out
         assert isinstance(done, RunnerDone)

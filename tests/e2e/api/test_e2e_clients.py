@@ -135,7 +135,7 @@ def test_queue_full_is_429_with_retry_after(start_server: Callable[..., LiveServ
         assert r.json()["error"]["type"] == "rate_limit_error"
         running.join()
         queued.join()
-        assert results[0] == 200
+        assert results == [200, 200], "the queued request must be served after the running one"
     finally:
         assert live.stop() == 0, live.log()
 
