@@ -8,7 +8,7 @@ The presets live in ``rkio.runtime.chat_presets``.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +21,16 @@ from rkio.errors import InvalidRequest
 from rkio.runtime.chat_presets import KNOWN_END_MARKERS, PRESETS, STOP_STRINGS
 
 DEFAULT_PRESET = "chatml"
+
+# Presets recognised by their end-of-turn marker being one token of a model's vocabulary, most
+# specific first (ChatML vocabularies can contain <|endoftext|> but not <end_of_turn>).
+_PRESET_MARKERS = (
+    ("gemma", "<end_of_turn>"),
+    ("llama3", "<|eot_id|>"),
+    ("chatml", "<|im_end|>"),
+    ("deepseek", "<｜end▁of▁sentence｜>"),
+    ("phi3", "<|end|>"),
+)
 
 
 class TemplateError(InvalidRequest):
@@ -78,6 +88,17 @@ def _tool_call(call: Mapping[str, Any]) -> dict[str, Any]:
     if "id" in call:
         out["id"] = call["id"]
     return out
+
+
+def guess_preset(architecture: str | None, is_special_token: Callable[[str], bool]) -> str | None:
+    """The preset of a model file that carries no template, from the turn markers its vocabulary has.
+
+    A vocabulary without any known marker (a base model) gets None rather than a wrong guess.
+    """
+    for preset, marker in _PRESET_MARKERS:
+        if is_special_token(marker):
+            return "qwen3" if preset == "chatml" and architecture in ("qwen3", "qwen3moe") else preset
+    return None
 
 
 def message_dict(message: ChatMessage) -> dict[str, Any]:

@@ -8,7 +8,7 @@ import pytest
 
 from rkio.engine.types import ChatMessage
 from rkio.errors import InvalidRequest
-from rkio.runtime.chat import ChatTemplate, TemplateError
+from rkio.runtime.chat import ChatTemplate, TemplateError, guess_preset
 
 DATA = Path(__file__).parent / "data"
 
@@ -97,3 +97,16 @@ def test_a_broken_template_is_reported_when_compiled() -> None:
 def test_strftime_now_is_available() -> None:
     out = ChatTemplate.from_source("{{ strftime_now('%Y') }}").render([])
     assert len(out) == 4 and out.isdigit()
+
+
+@pytest.mark.parametrize("architecture,tokens,preset", [
+    ("gemma3", {"<end_of_turn>", "<eos>"}, "gemma"),
+    ("llama", {"<|eot_id|>", "<|begin_of_text|>"}, "llama3"),
+    ("qwen2", {"<|im_end|>", "<|endoftext|>"}, "chatml"),
+    ("qwen3", {"<|im_end|>", "<|endoftext|>"}, "qwen3"),
+    ("phi3", {"<|end|>", "<|endoftext|>"}, "phi3"),
+    ("deepseek2", {"<｜end▁of▁sentence｜>"}, "deepseek"),
+    ("llama", {"</s>"}, None),  # a base model: no chat markers, no guess
+])
+def test_guess_preset_from_vocabulary(architecture: str, tokens: set[str], preset: str | None) -> None:
+    assert guess_preset(architecture, tokens.__contains__) == preset
