@@ -220,8 +220,8 @@ class LlamaCppRuntime:
         if ranges:
             raise Unsupported(Feature.CLEAR_KV_CACHE_RANGES.value, self.name)
         llama, _ = self._loaded()
-        llama.reset()
-        llama._ctx.kv_cache_clear()
+        llama.reset()  # type: ignore[no-untyped-call]
+        llama._ctx.kv_cache_clear()  # type: ignore[no-untyped-call]
 
     def _read_template(self) -> ChatTemplate | None:
         """The GGUF's template, else (many conversions carry none) the preset its vocabulary implies."""
