@@ -103,6 +103,8 @@ async def main() -> None:
         env = {"RKIO_RKLLM_LIB": str(simkit.sim_library(args.flavour)), "RKIO_RKLLM_ABI": args.flavour,
                "RKLLM_SIM_STATE": str(Path(tmp) / "state"), "RKLLM_SIM_TOKEN_US": "0",
                "RKLLM_SIM_PREFILL_US": "0", "RKLLM_SIM_INIT_MS": "0"}
+        # the simulator alone first, in this process, as the baseline
+        bare_ttft, bare_rate, bare_cpu = bare_runtime(load, env, args.tokens, args.ttft_runs)
         runner = await RunnerProcess.start(spec, load, env=env)
         try:
             await stream(runner, "[[n=1000]] warm up")
@@ -120,13 +122,13 @@ async def main() -> None:
                 first, _, _, _ = await stream(runner, "[[n=1]] hi")
                 assert first is not None
                 ttfts.append(first)
-            bare_ttft, bare_rate, bare_cpu = bare_runtime(load, env, args.tokens, args.ttft_runs)
             through = statistics.median(ttfts)
             print(f"bare runtime in this process: TTFT {1e3 * bare_ttft:.3f} ms, {bare_rate:,.0f} tokens/s, "
                   f"CPU {1e6 * bare_cpu:.2f} us/token")
             print(f"TTFT through RunnerProcess: median {1e3 * through:.3f} ms "
                   f"(p90 {1e3 * sorted(ttfts)[int(0.9 * len(ttfts))]:.3f} ms); "
-                  f"added by rkio: {1e3 * (through - bare_ttft):.3f} ms")
+                  f"added by rkio (difference of medians): {1e3 * (through - bare_ttft):.3f} ms")
+            print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
         finally:
             await runner.stop(5.0)
 

@@ -1,4 +1,4 @@
-"""A RunnerService on a thread with a FakeRuntime, driven over a socketpair with real frames."""
+"""A RunnerService on a thread with a FakeRuntime, driven with real frames (socketpair in, pipe out)."""
 
 from __future__ import annotations
 

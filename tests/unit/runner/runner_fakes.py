@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import socket
 import threading
 from collections.abc import Sequence
@@ -125,9 +126,10 @@ class Peer:
     def __init__(self, runtime: FakeRuntime, **service_kw: object) -> None:
         self.runtime = runtime
         self.sock, theirs = socket.socketpair()
-        self.sock.settimeout(5)
+        self.frames_r, frames_w = os.pipe()
         self.err_r, err_w = os.pipe()
-        self.service = RunnerService(theirs, lambda spec: runtime, stderr_fd=err_w, **service_kw)  # type: ignore[arg-type]
+        self.service = RunnerService(theirs, frames_w, lambda spec: runtime, stderr_fd=err_w,
+                                     **service_kw)  # type: ignore[arg-type]
         self.exit_code: int | None = None
         self._splitter = FrameSplitter()
         self._pending: list[FromRunner] = []
@@ -143,9 +145,11 @@ class Peer:
 
     def recv(self) -> FromRunner:
         while not self._pending:
-            data = self.sock.recv(1 << 16)
+            ready, _, _ = select.select([self.frames_r], [], [], 5)
+            assert ready, "no frame from the runner within 5 s"
+            data = os.read(self.frames_r, 1 << 16)
             if not data:
-                raise EOFError("runner closed the socket")
+                raise EOFError("runner closed its output")
             self._pending.extend(decode_from_runner(b) for b in self._splitter.feed(data))
         return self._pending.pop(0)
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import socket
+import fcntl
+import os
 import threading
 
 import pytest
@@ -13,19 +14,19 @@ from rkio.engine.runner.writer import TokenWriter
 pytestmark = pytest.mark.timeout(20)
 
 
-def read_until_done(sock: socket.socket) -> list[object]:
+def read_until_done(fd: int) -> list[object]:
     splitter = FrameSplitter()
     frames: list[object] = []
     while not frames or not isinstance(frames[-1], Done):
-        data = sock.recv(1 << 16)
+        data = os.read(fd, 1 << 16)
         assert data, "EOF before Done"
         frames.extend(decode_from_runner(body) for body in splitter.feed(data))
     return frames
 
 
-def test_pushes_never_block_on_a_full_socket_and_arrive_in_order_before_control_frames() -> None:
-    ours, theirs = socket.socketpair()
-    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+def test_pushes_never_block_on_a_full_pipe_and_arrive_in_order_before_control_frames() -> None:
+    theirs, ours = os.pipe()
+    fcntl.fcntl(ours, fcntl.F_SETPIPE_SZ, 4096)
     writer = TokenWriter(ours)
     n = 20_000
     for i in range(n):  # nobody reads yet: this only finishes if push never waits for the socket
@@ -44,22 +45,39 @@ def test_pushes_never_block_on_a_full_socket_and_arrive_in_order_before_control_
 
 
 def test_a_reader_that_keeps_up_gets_each_token_at_once() -> None:
-    ours, theirs = socket.socketpair()
+    theirs, ours = os.pipe()
     writer = TokenWriter(ours)
     splitter = FrameSplitter()
     for i in range(5):
         writer.push(f"t{i}", i)
-        frames = [decode_from_runner(b) for b in splitter.feed(theirs.recv(1 << 16))]
+        frames = [decode_from_runner(b) for b in splitter.feed(os.read(theirs, 1 << 16))]
         assert frames == [Tokens(f"t{i}", [i])]
     writer.close()
 
 
 def test_a_vanished_gateway_does_not_raise_in_the_callback() -> None:
-    ours, theirs = socket.socketpair()
+    theirs, ours = os.pipe()
     writer = TokenWriter(ours)
-    theirs.close()
+    os.close(theirs)
     for i in range(100):
         writer.push("x", i)
     writer.send(Done("stop", 0, 0, None, None))
     assert writer.broken
+    writer.close()
+
+
+def test_tokens_ride_along_while_the_gateway_has_not_read_the_last_frame() -> None:
+    theirs, ours = os.pipe()
+    writer = TokenWriter(ours)
+    splitter = FrameSplitter()
+    writer.push("a", 1)
+    writer.push("b", 2)  # "a" is still unread: "b" waits for the next write
+    assert [decode_from_runner(b) for b in splitter.feed(os.read(theirs, 1 << 16))] == [Tokens("a", [1])]
+    writer.push("c", 3)
+    assert [decode_from_runner(b) for b in splitter.feed(os.read(theirs, 1 << 16))] == [Tokens("bc", [2, 3])]
+    writer.push("d", 4)
+    writer.push("e", 5)
+    writer.send(Done("stop", 0, 5, None, None))  # the closing frame flushes what waited
+    frames = [decode_from_runner(b) for b in splitter.feed(os.read(theirs, 1 << 16))]
+    assert frames == [Tokens("d", [4]), Tokens("e", [5]), Done("stop", 0, 5, None, None)]
     writer.close()

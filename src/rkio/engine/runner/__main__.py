@@ -24,12 +24,13 @@ def _raise_fd_limit() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rkio.engine.runner")
-    parser.add_argument("--fd", type=int, required=True, help="connected socket to the gateway")
+    parser.add_argument("--fd", type=int, required=True, help="socket the gateway sends commands on")
+    parser.add_argument("--out-fd", type=int, required=True, help="pipe for frames to the gateway")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     _raise_fd_limit()
     sock = socket.socket(fileno=args.fd)
-    return RunnerService(sock, create_runtime).serve()
+    return RunnerService(sock, args.out_fd, create_runtime).serve()
 
 
 if __name__ == "__main__":

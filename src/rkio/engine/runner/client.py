@@ -1,15 +1,16 @@
 """``RunnerProcess``: the gateway's asyncio handle on one runner process (one loaded model).
 
 The runner runs in a fresh interpreter in its own session (so its process group can be killed as a whole
-and a segfault or OOM kill takes only it down). Frames travel over a socketpair; the runner's stdout and
-stderr come back through one pipe (``RunnerOutput``). A runner's death is seen at once as EOF on the
-socket; ``wait`` then reaps it through asyncio's child watcher.
+and a segfault or OOM kill takes only it down). Commands go over a socketpair, frames come back through
+a pipe, the runner's stdout and stderr through another (``RunnerOutput``). A runner's death is seen at
+once as EOF on the frame pipe; ``wait`` then reaps it through asyncio's child watcher.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import os
 import signal
@@ -49,10 +50,11 @@ log = logging.getLogger("rkio.runner")
 
 Phase = Literal["load", "generation", "idle", "stop"]
 TERM_GRACE_S = 2.0  # after SIGTERM, before SIGKILL
+PIPE_BYTES = 1 << 20  # the default /proc/sys/fs/pipe-max-size: room for ~50k one-token frames
 
 
 class _Channel(asyncio.Protocol):
-    """Splits the socket's byte stream into frames for its RunnerProcess."""
+    """Splits the runner's output pipe into frames for its RunnerProcess."""
 
     def __init__(self, owner: RunnerProcess) -> None:
         self._owner = owner
@@ -85,7 +87,8 @@ class RunnerProcess:
         self._proc = proc
         self._phase: Phase = "load"
         self._died_during: Phase | None = None
-        self._transport: asyncio.Transport | None = None
+        self._transport: asyncio.Transport | None = None  # commands
+        self._pipe: asyncio.ReadTransport | None = None  # frames
         self._output = RunnerOutput(f"runner {spec.name} [{proc.pid}]")
         self._output_task = asyncio.ensure_future(self._read_output())
         self._memory: RunnerMemory | None = None
@@ -112,21 +115,29 @@ class RunnerProcess:
         Raises LoadFailed (the runtime refused: message ends with its last "E ..." line, or the load made no
         progress for ``load_timeout`` seconds) or RunnerCrashed (the process died while loading).
         """
-        parent, child = socket.socketpair()
+        parent, child = socket.socketpair()  # commands; EOF tells the runner the gateway is gone
+        frames_in, frames_out = os.pipe()  # frames (see writer.py for why a pipe)
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(frames_out, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
         try:
             proc = await asyncio.create_subprocess_exec(
-                *cls.argv, "--fd", str(child.fileno()), pass_fds=(child.fileno(),), start_new_session=True,
+                *cls.argv, "--fd", str(child.fileno()), "--out-fd", str(frames_out),
+                pass_fds=(child.fileno(), frames_out), start_new_session=True,
                 stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT, env={**os.environ, **(env or {})},
             )
         except BaseException:
             parent.close()
+            os.close(frames_in)
             raise
         finally:
             child.close()
+            os.close(frames_out)
         runner = cls(spec, proc)
         try:
-            transport, _ = await runner._loop.connect_accepted_socket(lambda: _Channel(runner), sock=parent)
+            pipe = os.fdopen(frames_in, "rb", buffering=0)
+            runner._pipe, _ = await runner._loop.connect_read_pipe(lambda: _Channel(runner), pipe)
+            transport, _ = await runner._loop.connect_accepted_socket(asyncio.Protocol, sock=parent)
             runner._transport = transport
             runner._send(Load(spec, load))
             await runner._await_loaded(load_timeout)
@@ -349,8 +360,9 @@ class RunnerProcess:
             self._died_during = self._phase
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(self._output_task), TERM_GRACE_S)
-        if self._transport is not None:
-            self._transport.close()
+        for transport in (self._transport, self._pipe):
+            if transport is not None:
+                transport.close()
         signum = -code if code < 0 else None
         return RunnerExit(returncode=None if signum else code, signal=signum, during=self._died_during,
                           last_error=self._output.exit_detail(failed=signum is None and code != 0))

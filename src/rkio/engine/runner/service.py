@@ -52,15 +52,18 @@ SYNC_LINE = "rkio-runner: sync {}\n"
 
 
 class RunnerService:
-    """Serves one model over ``sock`` until told to stop or the gateway goes away."""
+    """Serves one model: commands arrive on ``sock``, frames leave through the pipe ``out_fd``.
 
-    def __init__(self, sock: socket.socket, runtime_factory: RuntimeFactory, *, heartbeat_s: float = 1.0,
-                 stderr_fd: int = 2) -> None:
+    Runs until told to stop or the gateway goes away (EOF on ``sock``).
+    """
+
+    def __init__(self, sock: socket.socket, out_fd: int, runtime_factory: RuntimeFactory, *,
+                 heartbeat_s: float = 1.0, stderr_fd: int = 2) -> None:
         self._sock = sock
         self._factory = runtime_factory
         self._heartbeat_s = heartbeat_s
         self._stderr_fd = stderr_fd
-        self._writer = TokenWriter(sock)
+        self._writer = TokenWriter(out_fd)
         self._commands: queue.Queue[ToRunner | None] = queue.Queue()
         self._runtime: Runtime | None = None
         self._spec: ModelSpec | None = None

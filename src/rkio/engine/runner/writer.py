@@ -1,28 +1,42 @@
-"""The runner's outgoing side: tokens leave at once when the socket has room, batched when it has not.
+"""The runner's outgoing side: tokens leave at once when the pipe has room, batched when it has not.
 
-The runtime's callback appends each token to a buffer and, when nobody else is writing, sends everything
-buffered right away with a non-blocking send. Only when the socket is full (the gateway is slower than
-the runtime) does a blocking send happen, on the writer thread, which then keeps sending whatever piled
-up meanwhile in one frame per send. So the runtime never waits for the gateway, a fast gateway sees each
+The runtime's callback appends each token to a buffer and, when nobody else is writing, writes everything
+buffered right away with a non-blocking write. Only when the pipe is full (the gateway is slower than
+the runtime) does a blocking write happen, on the writer thread, which then keeps writing whatever piled
+up meanwhile in one frame per write. So the runtime never waits for the gateway, a fast gateway sees each
 token immediately, and a slow one gets ever larger frames. Nothing polls or sleeps.
 
-Whoever holds ``_busy`` owns the socket: the callback (non-blocking sends), the writer thread (blocking
-send of a backlog) or ``send`` (a control frame after every token pushed before it).
+The output is a pipe rather than a socket on purpose: a pipe packs small writes into its pages (a 1 MiB
+pipe holds ~50k one-token frames), while a Unix socket spends a ~1 KiB buffer per write and fills after a
+few hundred, which would hand the stream to the writer thread and cost a GIL hand-off per batch.
+
+While the gateway has not read the previous frame yet (FIONREAD on the pipe), new tokens are not written
+on their own: they ride along with the next write, so a busy gateway reads one frame per wake-up instead
+of one per token. The price: such tokens can wait for the next token or the closing Done frame, i.e. at
+most one inter-token interval, and only while the gateway is behind.
+
+Whoever holds ``_busy`` owns the pipe: the callback (non-blocking writes), the writer thread (blocking
+write of a backlog) or ``send`` (a control frame after every token pushed before it).
 """
 
 from __future__ import annotations
 
-import socket
+import array
+import fcntl
+import os
+import select
+import termios
 import threading
 
 from rkio.engine.runner.frames import FromRunner, Tokens, encode
 
 
 class TokenWriter:
-    """Owns the runner's socket for writing. Thread-safe."""
+    """Owns the runner's output pipe (a file descriptor; made non-blocking). Thread-safe."""
 
-    def __init__(self, sock: socket.socket) -> None:
-        self._sock = sock
+    def __init__(self, fd: int) -> None:
+        os.set_blocking(fd, False)
+        self._fd = fd
         self._cond = threading.Condition(threading.Lock())  # guards every field below
         self._texts: list[str] = []
         self._ids: list[int] = []
@@ -30,12 +44,13 @@ class TokenWriter:
         self._waiters = 0  # threads waiting for _busy to clear
         self._backlog = b""  # bytes the writer thread must send before anything else
         self._closed = False
+        self._unread_bytes = array.array("i", [0])
         self.broken = False  # the gateway went away
         self._thread = threading.Thread(target=self._run, name="rkio-runner-writer", daemon=True)
         self._thread.start()
 
     def push(self, text: str, token_id: int) -> None:
-        """Called from the runtime's callback for each token; never blocks on the socket."""
+        """Called from the runtime's callback for each token; never blocks on the pipe."""
         with self._cond:
             self._texts.append(text)
             self._ids.append(token_id)
@@ -79,7 +94,7 @@ class TokenWriter:
             self._busy = True
 
     def _acquire(self) -> bytes:
-        """Own the socket; returns the frame of the tokens buffered so far."""
+        """Own the pipe; returns the frame of the tokens buffered so far."""
         self._acquire_only()
         return self._take()
 
@@ -92,7 +107,7 @@ class TokenWriter:
         return encode(Tokens("".join(texts), ids))
 
     def _release(self) -> bool:
-        """Give up the socket unless tokens arrived meanwhile (then the caller keeps it and sends them)."""
+        """Give up the pipe unless tokens arrived meanwhile (then the caller keeps it and sends them)."""
         with self._cond:
             if self._texts and not self.broken:
                 return False
@@ -101,11 +116,27 @@ class TokenWriter:
                 self._cond.notify_all()
             return True
 
+    def _unread(self) -> bool:
+        """True while the gateway has not yet read the last frame (FIONREAD works on a pipe's write end)."""
+        try:
+            fcntl.ioctl(self._fd, termios.FIONREAD, self._unread_bytes)
+        except OSError:
+            return False
+        return self._unread_bytes[0] > 0
+
     def _drain_nonblocking(self) -> None:
         while True:
+            if self._unread():
+                # the gateway is behind: these tokens join the next write instead of making a frame of
+                # their own (the next token or the closing Done frame carries them)
+                with self._cond:
+                    self._busy = False
+                    if self._waiters:
+                        self._cond.notify_all()
+                return
             data = self._take()
             try:
-                sent = self._sock.send(data, socket.MSG_DONTWAIT) if data and not self.broken else len(data)
+                sent = os.write(self._fd, data) if data and not self.broken else len(data)
             except BlockingIOError:
                 sent = 0
             except OSError:
@@ -123,13 +154,19 @@ class TokenWriter:
             self._sendall(self._take())
 
     def _sendall(self, data: bytes) -> None:
-        if not data or self.broken:
-            return
-        try:
-            self._sock.sendall(data)
-        except OSError:
-            # the reader sees the same EOF and shuts the runner down
-            self.broken = True
+        view = memoryview(data)
+        poller: select.poll | None = None
+        while view and not self.broken:
+            try:
+                view = view[os.write(self._fd, view) :]
+            except BlockingIOError:
+                if poller is None:
+                    poller = select.poll()
+                    poller.register(self._fd, select.POLLOUT)
+                poller.poll()  # blocks until the gateway has read some
+            except OSError:
+                # the gateway is gone; the reader sees EOF too and shuts the runner down
+                self.broken = True
 
     def _run(self) -> None:
         while True:
