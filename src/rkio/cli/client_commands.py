@@ -56,11 +56,11 @@ class Client:
 
     def get(self, path: str) -> Any:
         with self._request("GET", path) as response:
-            return response.json()
+            return json.loads(response.read())
 
     def post(self, path: str, body: dict[str, Any]) -> Any:
         with self._request("POST", path, body) as response:
-            return response.json()
+            return json.loads(response.read())
 
     def stream(self, path: str, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
         """The NDJSON objects of a streaming endpoint; an ``error`` object mid-stream raises."""

@@ -19,6 +19,12 @@ PS = {"models": [{"name": "qwen", "model": "qwen", "size": 3 << 30, "size_vram":
                   "expires_at": "2025-01-02T03:09:05Z"}]}
 
 
+def streamed(status: int, body: Any = None, text: str | None = None) -> httpx.Response:
+    """A response whose body still has to be read, as a real server's is when the client streams."""
+    raw = text.encode() if text is not None else json.dumps(body).encode()
+    return httpx.Response(status, stream=httpx.ByteStream(raw))
+
+
 class FakeServer:
     def __init__(self) -> None:
         self.requests: list[tuple[str, str, Any]] = []
@@ -30,21 +36,21 @@ class FakeServer:
         body = json.loads(request.content) if request.content else None
         self.requests.append((request.method, request.url.path, body))
         if self.status >= 400:
-            return httpx.Response(self.status, json=self.error_body)
+            return streamed(self.status, self.error_body)
         if request.url.path == "/api/tags":
-            return httpx.Response(200, json=TAGS)
+            return streamed(200, TAGS)
         if request.url.path == "/api/ps":
-            return httpx.Response(200, json=PS)
+            return streamed(200, PS)
         if request.url.path == "/api/generate":
-            return httpx.Response(200, json={"model": body["model"], "done": True, "response": ""})
+            return streamed(200, {"model": body["model"], "done": True, "response": ""})
         if request.url.path == "/api/chat":
             lines: list[dict[str, Any]] = [
                 {"message": {"role": "assistant", "content": part}, "done": False} for part in self.reply]
             lines.append({"message": {"role": "assistant", "content": ""}, "done": True,
                           "done_reason": "stop", "eval_count": 3, "eval_duration": 500_000_000,
                           "prompt_eval_count": 9})
-            return httpx.Response(200, content="".join(json.dumps(x) + "\n" for x in lines))
-        return httpx.Response(404, json={"error": "not found"})
+            return streamed(200, text="".join(json.dumps(x) + "\n" for x in lines))
+        return streamed(404, {"error": "not found"})
 
 
 @pytest.fixture
