@@ -23,11 +23,12 @@ MODEL_FILE = "model.gguf"
 STAMP_FILE = ".installed"
 
 # Google's Gemma 3 sampling advice (top_k 64, top_p 0.95) with a lower temperature: a 270M model
-# wanders at 1.0. 2048 tokens of context keep the KV cache small.
+# wanders at 1.0. 2048 tokens of context keep the KV cache small. The packaged model is the pretrained
+# (not instruction-tuned) one, which never ends a chat turn by itself: 256 new tokens bound an answer.
 MODEL_TOML = """\
 # Written by `python -m rkio.models install`. Edit freely; delete this directory to remove the model.
 max_context_len = 2048
-max_new_tokens = 1024
+max_new_tokens = 256
 temperature = 0.7
 top_k = 64
 top_p = 0.95
