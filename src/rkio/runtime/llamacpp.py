@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from rkio.errors import ContextLengthExceeded, LoadFailed, RuntimeFailure, Unsupported
+from rkio.errors import ContextLengthExceeded, InvalidRequest, LoadFailed, RuntimeFailure, Unsupported
 from rkio.runtime.base import (
     ChatTemplateOverride,
     CrossAttnParams,
@@ -48,6 +48,10 @@ FEATURES = frozenset({
 })
 
 _RANDOM_SEED = 0xFFFFFFFF  # LLAMA_DEFAULT_SEED: llama.cpp picks a random seed
+# Prefill runs in chunks with a look at the abort flag between them. Chunks are sized to take about
+# PREFILL_SLICE_S each (bigger batches are faster per token, but an abort waits for the running chunk).
+PREFILL_SLICE_S = 0.5
+PREFILL_CHUNK = (8, 512)  # bounds on tokens per chunk; the first chunk has 32
 
 
 def _llama_cpp() -> Any:
@@ -127,6 +131,8 @@ class LlamaCppRuntime:
         llama, load = self._loaded()
         self._abort.clear()
         prompt = self._prompt_tokens(llama, params)
+        if not prompt:
+            raise InvalidRequest("the prompt is empty")
         n_ctx = min(llama.n_ctx(), load.max_context_len)  # llama.cpp pads n_ctx up to a multiple of 256
         if len(prompt) >= n_ctx:
             raise ContextLengthExceeded(
@@ -151,6 +157,12 @@ class LlamaCppRuntime:
         n_generated = 0
         started = time.perf_counter()
         first_at: float | None = None
+        if not self._prefill(llama, prompt):
+            ended = time.perf_counter()
+            perf = Perf(prefill_ms=(ended - started) * 1000, prefill_tokens=len(prompt), generate_ms=0.0,
+                        generate_tokens=0, memory_usage_mb=None)
+            return GenerationResult(finish="abort", n_tokens=0, perf=perf)
+        # The whole prompt is in the KV cache now, so llama.generate samples right away.
         tokens = llama.generate(
             prompt,
             top_k=sampling.top_k,
@@ -168,7 +180,9 @@ class LlamaCppRuntime:
                 if self._abort.is_set():
                     finish = "abort"
                     break
-                token = next(tokens)
+                token = next(tokens, None)
+                if token is None:
+                    break
                 if first_at is None:
                     first_at = time.perf_counter()
                 if not ignore_eos and self.is_end_of_turn(token):
@@ -190,6 +204,35 @@ class LlamaCppRuntime:
                     generate_ms=(ended - prefill_end) * 1000, generate_tokens=n_generated,
                     memory_usage_mb=None)
         return GenerationResult(finish=finish, n_tokens=n_generated, perf=perf)
+
+    def _prefill(self, llama: Llama, prompt: list[int]) -> bool:
+        """Evaluate ``prompt`` into the KV cache in chunks, reusing a cached common prefix; False if aborted.
+
+        Relies on llama-cpp-python's cache bookkeeping (``input_ids``/``n_tokens``), as its own
+        ``generate`` does; with a fully cached prompt the last token is evaluated again for fresh logits.
+        """
+        cached = llama.input_ids[: llama.n_tokens].tolist()
+        keep = 0
+        for a, b in zip(cached, prompt, strict=False):
+            if a != b:
+                break
+            keep += 1
+        keep = min(keep, len(prompt) - 1)
+        if keep < llama.n_tokens and not llama._ctx.kv_cache_seq_rm(-1, keep, -1):
+            keep = 0  # this model's memory cannot drop a suffix (recurrent): start over
+            llama.reset()  # type: ignore[no-untyped-call]
+        llama.n_tokens = keep
+        start, chunk = keep, 32
+        while start < len(prompt):
+            if self._abort.is_set():
+                return False
+            batch = prompt[start:start + chunk]
+            began = time.perf_counter()
+            llama.eval(batch)
+            per_token = max((time.perf_counter() - began) / len(batch), 1e-6)
+            chunk = max(PREFILL_CHUNK[0], min(PREFILL_CHUNK[1], int(PREFILL_SLICE_S / per_token)))
+            start += len(batch)
+        return True
 
     def _prompt_tokens(self, llama: Llama, params: GenerateParams) -> list[int]:
         if params.tokens is not None:

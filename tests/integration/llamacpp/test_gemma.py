@@ -167,6 +167,31 @@ def test_abort_from_another_thread_stops_promptly(endless: LlamaCppRuntime) -> N
     assert result.n_tokens < 100
 
 
+def test_abort_during_a_long_prefill_is_prompt(gemma: LlamaCppRuntime) -> None:
+    prompt = "The quick brown fox jumps over the lazy dog. " * 90  # ~900 tokens: 10+ s of prefill here
+    timer = threading.Timer(0.3, gemma.abort)
+    started = time.perf_counter()
+    timer.start()
+    result = gemma.generate(GenerateParams(prompt=prompt, max_new_tokens=5), lambda t: True)
+    elapsed = time.perf_counter() - started
+    timer.join()
+    assert result.finish == "abort" and result.n_tokens == 0
+    assert elapsed < 0.3 + 2.0  # one prefill slice (~0.5 s) plus slack for a loaded machine
+    # the partly filled cache does not confuse the next generation
+    text, after = chat(gemma, "What is the capital of France?", max_new_tokens=3)
+    assert after.finish == "length" and text
+
+
+def test_a_shared_prefix_is_not_evaluated_again(gemma: LlamaCppRuntime) -> None:
+    history = [ChatMessage("user", "Tell me about Paris. " * 30)]
+    _, first = chat(gemma, history, max_new_tokens=1)
+    _, second = chat(gemma, [*history, ChatMessage("assistant", "Paris is a city."),
+                             ChatMessage("user", "And Rome?")], max_new_tokens=1)
+    assert first.perf is not None and second.perf is not None
+    assert second.perf.prefill_tokens > first.perf.prefill_tokens
+    assert second.perf.prefill_ms < first.perf.prefill_ms
+
+
 def test_full_context_ends_with_length_and_too_long_prompts_are_refused(endless: LlamaCppRuntime) -> None:
     result = endless.generate(GenerateParams(prompt="Once upon a time"), lambda t: True)
     assert result.finish == "length"
