@@ -164,3 +164,15 @@ def test_server_url(monkeypatch: pytest.MonkeyPatch, host: str | None, port: int
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     assert cc.server_url(host, port) == url
+
+
+def test_list_on_a_terminal_is_a_table(server: FakeServer) -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    out = Terminal()
+    assert cc.cmd_list(parse("list"), out) == 0
+    text = out.getvalue()
+    assert "\t" not in text
+    assert "NAME" in text and "gemma3-270m" in text and "253.0 MiB" in text
