@@ -85,6 +85,10 @@ def _coerce(name: str, value: Any) -> Any:
         if name in _LISTS:
             items = value.split(",") if isinstance(value, str) else value
             return tuple(str(v).strip() for v in items if str(v).strip())
+        if name == "runtime":
+            if value not in ("auto", "rkllm", "llamacpp"):
+                raise ValueError(f"{value!r} is not one of auto, rkllm, llamacpp")
+            return value
         if name == "reserved_domains":
             items = value.split(",") if isinstance(value, str) else value
             return tuple(int(v) for v in items if str(v).strip())

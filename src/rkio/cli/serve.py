@@ -77,6 +77,12 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, OSError, tomllib.TOMLDecodeError) as exc:
         print(f"rkio serve: {exc}", file=sys.stderr)
         return 2
+    if settings.runtime == "auto":
+        from rkio.runtime.select import runtime_decision
+
+        decision = runtime_decision("auto")
+        log.info("runtime auto: NPU runtime preferred is %s (%s); serving every model kind whose runtime "
+                 "is installed", decision.kind, decision.reason)
     if settings.host not in LOOPBACK and not settings.api_key:
         log.warning("listening on %s without an API key: anyone who can reach it can use it", settings.host)
     return serve(settings)

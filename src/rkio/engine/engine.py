@@ -53,7 +53,8 @@ class ModelEngine:
         if self._registry is None:
             from rkio.engine.registry import ModelRegistry
 
-            self._registry = ModelRegistry(self.settings.models_dir)
+            kinds = None if self.settings.runtime == "auto" else (self.settings.runtime,)
+            self._registry = ModelRegistry(self.settings.models_dir, runtimes=kinds)  # type: ignore[arg-type]
         return self._registry
 
     def models(self) -> list[ModelSpec]:

@@ -11,7 +11,7 @@ import logging
 import os
 import re
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -197,8 +197,10 @@ def build_spec(name: str, path: Path, st: os.stat_result, config: ModelConfig) -
 class ModelRegistry:
     """Reads the models directory on demand; ``get`` and ``list`` always see the current contents."""
 
-    def __init__(self, models_dir: Path) -> None:
+    def __init__(self, models_dir: Path, runtimes: Collection[RuntimeKind] | None = None) -> None:
+        """``runtimes`` limits the models served to those kinds (``rkio serve --runtime``); None = all."""
         self.models_dir = Path(models_dir)
+        self.runtimes = frozenset(runtimes) if runtimes is not None else None
         self._cache: dict[str, tuple[tuple[Any, ...], ModelSpec]] = {}
 
     def list(self) -> list[ModelSpec]:
@@ -220,7 +222,7 @@ class ModelRegistry:
             except (ModelNotFound, ModelConfigError) as exc:
                 log.warning("skipping model %s: %s", name, exc.message)
                 continue
-            if spec is not None:
+            if spec is not None and (self.runtimes is None or spec.runtime in self.runtimes):
                 specs.append(spec)
         return specs
 
@@ -237,6 +239,9 @@ class ModelRegistry:
             spec = self._find(name.removesuffix(":latest"))
         if spec is None:
             raise ModelNotFound(f"model {name!r} not found in {self.models_dir}")
+        if self.runtimes is not None and spec.runtime not in self.runtimes:
+            raise ModelNotFound(f"model {name!r} needs the {spec.runtime} runtime, but this server runs "
+                                f"with --runtime {', '.join(sorted(self.runtimes))}")
         return spec
 
     def _find(self, name: str) -> ModelSpec | None:

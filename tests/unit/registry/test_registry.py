@@ -178,3 +178,11 @@ def test_bad_model_toml_names_file_and_key(models: Path, toml: str, message: str
     assert caught.value.status == 503
     # the broken model is left out of the listing; the others still show
     assert [s.name for s in registry.list()] == ["solo", "tiny"]
+
+
+def test_runtime_restriction_hides_other_kinds_and_explains(models: Path) -> None:
+    registry = ModelRegistry(models, runtimes=("llamacpp",))
+    assert {s.runtime for s in registry.list()} == {"llamacpp"}
+    rkllm_name = next(s.name for s in ModelRegistry(models).list() if s.runtime == "rkllm")
+    with pytest.raises(ModelNotFound, match=r"needs the rkllm runtime.*--runtime llamacpp"):
+        registry.get(rkllm_name)
