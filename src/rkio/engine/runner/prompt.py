@@ -15,13 +15,15 @@ DEFAULT_TEMPLATE = "chatml"
 
 
 def model_template(runtime: Runtime, spec: ModelSpec) -> ChatTemplate:
-    """The backend's own template (GGUF metadata) first, then the model.toml one, then ChatML."""
-    own = runtime.chat_template()
-    if own is not None:
-        return own
+    """model.toml's ``chat_template`` first (the user's explicit choice), then the backend's own template
+    (GGUF metadata), then ChatML. The backend's BOS/EOS tokens are kept for a model.toml template."""
     from rkio.runtime.chat import ChatTemplate
 
-    return ChatTemplate.from_source(spec.chat_template or DEFAULT_TEMPLATE)
+    own = runtime.chat_template()
+    if spec.chat_template:
+        bos, eos = (own.bos_token, own.eos_token) if own is not None else ("", "")
+        return ChatTemplate.from_source(spec.chat_template, bos, eos)
+    return own if own is not None else ChatTemplate.from_source(DEFAULT_TEMPLATE)
 
 
 def with_system_prompt(
