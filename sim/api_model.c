@@ -37,6 +37,26 @@ int sim_sleep_us(long long total_us, atomic_int* abort_flag) {
     return abort_flag && atomic_load(abort_flag);
 }
 
+/* A slow init that is still working, as a real one is while it reads weights into NPU buffers
+ * (rkllm-runtime.md §2.1: buffers are shmem pages faulted in by the driver): every 50 ms another 1 MiB is
+ * touched, so the process's RSS and page faults grow until init returns and frees the scratch memory. */
+void sim_load_work(long long total_ms) {
+    long long end = sim_now_us() + total_ms * 1000;
+    size_t n = 0, cap = (size_t)(total_ms / 50 + 2);
+    char** pages = calloc(cap, sizeof(char*));
+    while (pages && sim_now_us() < end) {
+        if (n < cap && (pages[n] = malloc(1 << 20)) != NULL) memset(pages[n++], 1, 1 << 20);
+        long long left = end - sim_now_us();
+        long long slice = left < 50000 ? left : 50000;
+        if (slice > 0) {
+            struct timespec ts = {slice / 1000000, (slice % 1000000) * 1000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    for (size_t i = 0; i < n; i++) free(pages[i]);
+    free(pages);
+}
+
 sim_handle* sim_handle_check(LLMHandle handle, const char* fn) {
     sim_handle* h = handle;
     if (!h || h->magic != SIM_HANDLE_MAGIC) {
@@ -139,8 +159,11 @@ SIM_API int rkllm_init(LLMHandle* handle, RKLLMParam* param, LLMResultCallback c
     sim_faults_parse(model.fault, &faults);
     sim_faults_parse(getenv("RKLLM_SIM_FAULT"), &faults);
 
-    long long init_ms = sim_knob(model.init_ms, "RKLLM_SIM_INIT_MS") + faults.slow_init_ms;
-    sim_sleep_us(init_ms * 1000, NULL);
+    sim_sleep_us(sim_knob(model.init_ms, "RKLLM_SIM_INIT_MS") * 1000, NULL);
+    sim_load_work(faults.slow_init_ms);
+    /* An init that never returns and does no work: e.g. the driver's IOMMU domain switch waiting for a
+     * domain that never becomes free (rkllm-runtime.md §2.1, "switch iommu domain time out"). */
+    while (faults.hang_init) pause();
     if (faults.init_segv) {
         fflush(stderr);
         raise(SIGSEGV);

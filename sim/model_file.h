@@ -15,6 +15,7 @@ typedef struct {
     long long hang_at_token;
     long long exit_at_token;
     long long slow_init_ms;
+    int hang_init;
 } sim_faults;
 
 typedef struct {

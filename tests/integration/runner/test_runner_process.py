@@ -168,6 +168,14 @@ async def test_slow_load_kept_alive_by_heartbeats(make_spec: SpecMaker, sim_env:
     assert runner.load_s is not None and runner.load_s >= 2.5
 
 
+async def test_hung_init_is_killed_as_stalled_although_the_runner_still_beats(
+        make_spec: SpecMaker, sim_env: dict[str, str]) -> None:
+    # the process is alive and its heartbeat thread keeps sending; init itself does nothing
+    spec = make_spec(fault="hang_init")
+    with pytest.raises(LoadFailed, match=r"stalled for 1\.5 s \(no CPU, memory or read progress\)"):
+        await RunnerProcess.start(spec, spec.load, env=sim_env, load_timeout=1.5)
+
+
 class SpyRunner(RunnerProcess):
     """Hands out the instance while ``start`` is still loading."""
 

@@ -41,6 +41,7 @@ from rkio.engine.runner.frames import (
     encode,
 )
 from rkio.engine.runner.output import RunnerOutput
+from rkio.engine.runner.progress import LoadWork, made_progress
 from rkio.engine.runner.wire_errors import to_exception
 from rkio.engine.types import ModelSpec, RunnerDone, RunnerExit, RunnerGeneration, RunnerMemory, TokenChunk
 from rkio.errors import LoadFailed, RunnerCrashed, RuntimeFailure
@@ -94,6 +95,7 @@ class RunnerProcess:
         self._memory: RunnerMemory | None = None
         self._loop = asyncio.get_running_loop()
         self._last_progress = self._loop.time()
+        self._last_work: LoadWork | None = None
         self._loaded: asyncio.Future[Loaded | Error | None] = self._loop.create_future()
         self._frames: deque[FromRunner] = deque()
         self._wakeup: asyncio.Future[None] | None = None
@@ -153,7 +155,8 @@ class RunnerProcess:
             if remaining <= 0:
                 self.kill()
                 await self.wait()
-                raise LoadFailed(f"load of {self.spec.name} stalled for {load_timeout:g} s")
+                raise LoadFailed(f"load of {self.spec.name} stalled for {load_timeout:g} s "
+                                 "(no CPU, memory or read progress); the runner was killed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self._loaded), remaining)
         outcome = self._loaded.result()
@@ -207,7 +210,8 @@ class RunnerProcess:
                 if not self._loaded.done():
                     self._loaded.set_result(frame)
             elif isinstance(frame, Progress):
-                self._last_progress = self._loop.time()
+                if made_progress(self._last_work, frame.work):
+                    self._last_work, self._last_progress = frame.work, self._loop.time()
             elif isinstance(frame, Memory):
                 self._memory = _memory(frame.memory)
             elif isinstance(frame, Stopped):

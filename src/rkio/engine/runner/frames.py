@@ -11,6 +11,7 @@ import struct
 
 import msgspec
 
+from rkio.engine.runner.progress import LoadWork
 from rkio.engine.types import ModelSpec, RunnerGeneration
 from rkio.runtime.base import LoadParams, Perf
 
@@ -59,10 +60,10 @@ class Loaded(msgspec.Struct, tag=True, array_like=True):
 
 
 class Progress(msgspec.Struct, tag=True, array_like=True):
-    """Sent about once a second while loading: proof the runner is alive and still working."""
+    """Sent about once a second while loading, with what the load did so far (see ``progress``)."""
 
     elapsed_s: float
-    rss_bytes: int
+    work: LoadWork
 
 
 class Tokens(msgspec.Struct, tag=True, array_like=True):

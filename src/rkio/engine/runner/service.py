@@ -34,6 +34,7 @@ from rkio.engine.runner.frames import (
     decode_to_runner,
 )
 from rkio.engine.runner.memory import measure
+from rkio.engine.runner.progress import LoadWorkMeter
 from rkio.engine.runner.prompt import model_template, prepare, prompt_tokens
 from rkio.engine.runner.stops import StopScanner
 from rkio.engine.runner.writer import TokenWriter
@@ -121,9 +122,10 @@ class RunnerService:
 
     def _heartbeat(self, done: threading.Event, started: float) -> None:
         # the first beat at once: the interpreter's start-up must not eat into the gateway's stall timeout
-        self._writer.send(Progress(0.0, measure().rss_bytes))
+        meter = LoadWorkMeter()
+        self._writer.send(Progress(0.0, meter.read()))
         while not done.wait(self._heartbeat_s):
-            self._writer.send(Progress(time.monotonic() - started, measure().rss_bytes))
+            self._writer.send(Progress(time.monotonic() - started, meter.read()))
 
     # ------------------------------------------------------------------------------------------ commands
 
