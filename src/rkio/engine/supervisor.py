@@ -143,14 +143,14 @@ class Supervisor:
             self._timer = asyncio.get_running_loop().call_later(delay, self.post, Tick())
 
     def _learn(self, event: Event) -> None:
-        """Persist measured footprints before the scheduler sees them."""
-        if isinstance(event, LoadDone | GenerationDone) and event.memory is not None:
-            if isinstance(event, LoadDone):
-                model = event.model
-            else:
-                run = self.scheduler.running.get(event.request_id)
-                model = run.model if run else ""
-            entry = self.scheduler.models.get(model)
+        """Persist measured footprints before the scheduler sees them.
+
+        Only after a generation: right after a load the KV cache and buffers are not touched yet, and a
+        stored figure counts as learned at the next load, where it would under-account the model.
+        """
+        if isinstance(event, GenerationDone) and event.memory is not None:
+            run = self.scheduler.running.get(event.request_id)
+            entry = self.scheduler.models.get(run.model) if run else None
             if entry is not None:
                 self.footprints.record(entry.spec, entry.ctx, measured_bytes(event.memory))
 
