@@ -126,3 +126,24 @@ async def test_model_bigger_than_the_budget_is_rejected_cleanly(
     assert [m.name for m in engine.status().loaded] == ["small"]
     assert_reply(await collect(engine, "small", SMALL), SMALL, 5)
     check_memory_truth(engine, sim)
+
+
+async def test_a_model_loaded_but_never_used_is_not_under_accounted_next_time(
+        engines: EngineFactory, models: SimModels, sim, monkeypatch, overcommit: str) -> None:
+    """Load, unload, load again, then ask for a second model: the first load's figure (the runner's RSS,
+    no KV cache or buffers yet) must not become the 'learned' footprint of the second load."""
+    configure_sim(sim, monkeypatch, ram=5 * GiB, overcommit=overcommit)
+    models.add("large", 3 * GiB)
+    models.add("small", 1536 * MiB)
+    engine = await engines()
+    await engine.load("large")
+    await engine.unload("large")
+    await engine.load("large")
+    await settle(engine, quiet)
+    (held,) = sim.read_state()["reservations"]
+    assert engine.status().loaded[0].bytes >= held["bytes"]
+    assert_reply(await collect(engine, "small", SMALL), SMALL, 5)  # large must be evicted for it
+    assert_reply(await collect(engine, "large", LARGE), LARGE, 6)
+    await settle(engine, quiet)
+    assert engine.status().counters["evictions"] == 2
+    check_memory_truth(engine, sim)
