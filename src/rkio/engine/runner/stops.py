@@ -15,6 +15,7 @@ class StopScanner:
 
     def __init__(self, stops: Sequence[str]) -> None:
         self.stops = tuple(dict.fromkeys(s for s in stops if s))
+        self._firsts = frozenset(s[0] for s in self.stops)  # a stop string or its prefix starts with one
         self._held = ""  # text not yet released (a possible stop-string prefix)
         self._held_ids: list[tuple[int, int]] = []  # (offset in _held, id) of tokens not yet released
         self.stopped = False
@@ -23,6 +24,8 @@ class StopScanner:
         """Returns (text to release, ids to release). After a stop string, ``stopped`` is set."""
         if self.stopped:
             return "", []
+        if text and not self._held and not self._held_ids and self._firsts.isdisjoint(text):
+            return text, [token_id]  # the common case, per token: nothing to hold back or cut
         self._held_ids.append((len(self._held), token_id))
         buffer = self._held + text
         cut = self._first_stop(buffer)
