@@ -32,7 +32,7 @@ import simkit
 from rkio.config import Settings
 from rkio.engine.engine import ModelEngine
 from rkio.engine.types import Done, GenerationRequest, TokenChunk
-from rkio.runtime.base import GenerateParams
+from rkio.runtime.base import GenerateParams, LoadParams
 from rkio.units import GiB
 
 TARGETS = {"tokens/s": 60_000.0, "CPU µs/token": 15.0, "added TTFT ms": 1.5}
@@ -75,22 +75,24 @@ async def runner_cycle(engine: ModelEngine, n: int) -> tuple[float, float, float
     return self1 - self0, kids1 - kids0, wall, tokens, chunks
 
 
-def bare_ttft(runs: int) -> float:
+def bare_ttft(runs: int, directory: Path) -> float:
     """Median TTFT of the simulator driven directly in this process (the floor rkio adds to)."""
-    from rkio.runtime.rkllm import RkllmRuntime
+    from rkio.runtime.rkllm import RkllmRuntime  # after the environment points at the simulator
 
-    models = Path(tempfile.mkdtemp(prefix="rkio-bench-bare-"))
     runtime = RkllmRuntime()
-    from rkio.runtime.base import LoadParams
-
-    runtime.load(LoadParams(model_path=str(simkit.make_model(models / "bare.rkllm", 64 << 20))))
+    runtime.load(LoadParams(model_path=str(simkit.make_model(directory / "bare.rkllm", 64 << 20))))
     try:
+        seen: list[float] = []
+
+        def first_token(_token: object) -> bool:
+            seen.append(time.perf_counter())
+            return True
+
         firsts = []
         for _ in range(runs):
-            seen: list[float] = []
+            seen.clear()
             started = time.perf_counter()
-            runtime.generate(GenerateParams(prompt="[[n=1]] hi"),
-                             lambda _t, seen=seen: seen.append(time.perf_counter()) is None)
+            runtime.generate(GenerateParams(prompt="[[n=1]] hi"), first_token)
             firsts.append(seen[0] - started)
     finally:
         runtime.destroy()
@@ -114,7 +116,7 @@ async def main() -> None:
         os.environ.update(simkit.SimEnv.fresh(root, token_us=0, prefill_us=0, init_ms=0).env({}))
         os.environ["RKIO_RKLLM_LIB"] = str(simkit.sim_library(args.flavour))
         os.environ["RKIO_RKLLM_ABI"] = args.flavour
-        floor = bare_ttft(args.ttft_runs)
+        floor = bare_ttft(args.ttft_runs, root)
         engine = ModelEngine(Settings(models_dir=root / "models", state_dir=root / "state",
                                       memory_budget=64 * GiB))
         await engine.start()

@@ -30,7 +30,7 @@ class SimModels:
         self.root = root
 
     def add(self, name: str, size: int, toml: str = "", **header: object) -> Path:
-        path = simkit.make_model(self.root / name / f"{name}.rkllm", size, **header)
+        path: Path = simkit.make_model(self.root / name / f"{name}.rkllm", size, **header)
         if toml:
             (self.root / name / "model.toml").write_text(toml)
         return path
@@ -130,7 +130,7 @@ def check_memory_truth(engine: ModelEngine, sim: simkit.SimEnv, overcommits: int
     engine accounts for, within the budget, no domain overfilled, and ``overcommits`` overcommits (0:
     and no OOM kill) recorded. Call when quiet."""
     status = engine.status()
-    state = sim.read_state()
+    state: dict[str, Any] = sim.read_state()
     assert state["overcommits"] == overcommits, state["overcommit_log"]
     if overcommits == 0:
         assert state["oom_kills"] == [], state["oom_kills"]
@@ -138,7 +138,7 @@ def check_memory_truth(engine: ModelEngine, sim: simkit.SimEnv, overcommits: int
     assert state["used_bytes"] <= status.budget_bytes
     assert all(used <= simkit.DOMAIN_BYTES for used in state["domain_used"]), state["domain_used"]
     held = {r["pid"]: r for r in state["reservations"]}
-    loaded = {m.pid: m for m in status.loaded}
+    loaded = {m.pid: m for m in status.loaded if m.pid is not None}
     assert set(held) == set(loaded), f"sim holds {sorted(held)}, engine has {sorted(loaded)}"
     for pid, model in loaded.items():
         assert model.bytes >= held[pid]["bytes"], f"{model.name} accounted below what it holds"
