@@ -45,7 +45,7 @@ FLAGS: tuple[tuple[str, str, str, str], ...] = (
     ("--token-stall-timeout", "token_stall_timeout", "DUR", "inter-token watchdog (default 30s)"),
     ("--stop-grace", "stop_grace", "DUR", "shutdown grace for in-flight requests (default 10s)"),
     ("--preload", "preload", "M1,M2", "models to load at start"),
-    ("--reserved-domains", "reserved_domains", "D1,D2", "IOMMU domains left free, e.g. 0 for an RKNN encoder"),
+    ("--reserved-domains", "reserved_domains", "D1,D2", "IOMMU domains kept free (e.g. 0 for RKNN)"),
     ("--cors-origins", "cors_origins", "O1,O2", "origins allowed by CORS (default: CORS off)"),
     ("--max-body-bytes", "max_body_bytes", "SIZE", "largest request body (default 8MiB)"),
     ("--default-model", "default_model", "NAME", "model for OpenAI requests that name none"),
