@@ -10,10 +10,13 @@ The output is a pipe rather than a socket on purpose: a pipe packs small writes 
 pipe holds ~50k one-token frames), while a Unix socket spends a ~1 KiB buffer per write and fills after a
 few hundred, which would hand the stream to the writer thread and cost a GIL hand-off per batch.
 
-While the gateway has not read the previous frame yet (FIONREAD on the pipe), new tokens are not written
-on their own: they ride along with the next write, so a busy gateway reads one frame per wake-up instead
-of one per token. The price: such tokens can wait for the next token or the closing Done frame, i.e. at
-most one inter-token interval, and only while the gateway is behind.
+A token is not written on its own while the gateway has not read the previous frame yet (FIONREAD on
+the pipe), nor within ``COALESCE_S`` of the previous write: it rides along with the next write, so a
+fast stream costs one frame and one gateway wake-up per batch instead of per token. So that such tokens
+never wait for a next token that may be long in coming (a slow NPU, a runtime that hangs), the writer
+thread flushes them after ``COALESCE_S`` if nobody did before. A token is thus delayed by at most
+half a millisecond, and only when tokens come faster than 2000 per second: never at NPU speeds, where
+each token leaves at once.
 
 Whoever holds ``_busy`` owns the pipe: the callback (non-blocking writes), the writer thread (blocking
 write of a backlog) or ``send`` (a control frame after every token pushed before it).
@@ -27,8 +30,11 @@ import os
 import select
 import termios
 import threading
+import time
 
 from rkio.engine.runner.frames import FromRunner, Tokens, encode
+
+COALESCE_S = 0.0005  # seconds a token may wait for company before it is written alone
 
 
 class TokenWriter:
@@ -44,6 +50,8 @@ class TokenWriter:
         self._waiters = 0  # threads waiting for _busy to clear
         self._backlog = b""  # bytes the writer thread must send before anything else
         self._closed = False
+        self._deferred = False  # tokens were held back: the writer thread flushes them after COALESCE_S
+        self._last_write = 0.0
         self._unread_bytes = array.array("i", [0])
         self.broken = False  # the gateway went away
         self._thread = threading.Thread(target=self._run, name="rkio-runner-writer", daemon=True)
@@ -126,15 +134,19 @@ class TokenWriter:
 
     def _drain_nonblocking(self) -> None:
         while True:
-            if self._unread():
+            if time.monotonic() - self._last_write < COALESCE_S or self._unread():
                 # the gateway is behind: these tokens join the next write instead of making a frame of
                 # their own (the next token or the closing Done frame carries them)
                 with self._cond:
                     self._busy = False
-                    if self._waiters:
+                    if not self._deferred:  # the writer thread is not counting down yet: start it
+                        self._deferred = True
+                        self._cond.notify_all()
+                    elif self._waiters:
                         self._cond.notify_all()
                 return
             data = self._take()
+            self._last_write = time.monotonic()
             try:
                 sent = os.write(self._fd, data) if data and not self.broken else len(data)
             except BlockingIOError:
@@ -171,10 +183,18 @@ class TokenWriter:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._backlog and not self._closed:
+                while not self._backlog and not self._deferred and not self._closed:
                     self._cond.wait()
-                if not self._backlog:
+                if self._backlog:  # handed over by _drain_nonblocking, which kept _busy for us
+                    data, self._backlog = self._backlog, b""
+                elif self._deferred and not self._closed:
+                    self._cond.wait(COALESCE_S)  # a next token may still take them along
+                    self._deferred = False
+                    if not self._texts or self._busy or self.broken:
+                        continue
+                    self._busy = True
+                    data = b""
+                else:
                     return
-                data, self._backlog = self._backlog, b""
-            self._sendall(data)
+            self._sendall(data or self._take())
             self._finish_blocking()
