@@ -32,10 +32,15 @@ class FootprintStore:
         self.figures: dict[str, int] = self._read()
 
     def lookup(self, spec: ModelSpec, max_context_len: int) -> tuple[int, bool]:
-        """(bytes, learned): the learned figure when known, else the conservative estimate."""
+        """(bytes, learned): the learned figure when known, else the conservative estimate.
+
+        A learned figure never counts for less than the model file: the weights must be in RAM to run,
+        and a measurement below that (the process RSS of a runtime that maps its NPU buffers outside
+        the process, and reports no memory_usage_mb, as rkllm before 1.2.1) under-counts.
+        """
         learned = self.figures.get(footprint_key(spec, max_context_len))
         if learned is not None:
-            return learned, True
+            return max(learned, spec.size_bytes), True
         return estimate_footprint(spec.size_bytes, max_context_len), False
 
     def record(self, spec: ModelSpec, max_context_len: int, nbytes: int) -> None:
