@@ -62,7 +62,7 @@ class TokenWriter:
         with self._cond:
             self._texts.append(text)
             self._ids.append(token_id)
-            if self._busy:
+            if self._busy or self._deferred:  # the writer thread's timer will take this one along
                 return
             self._busy = True
         self._drain_nonblocking()
@@ -71,7 +71,7 @@ class TokenWriter:
         with self._cond:
             self._texts.append(text)
             self._ids.extend(ids)
-            if self._busy:
+            if self._busy or self._deferred:
                 return
             self._busy = True
         self._drain_nonblocking()
