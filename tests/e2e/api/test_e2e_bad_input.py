@@ -51,7 +51,7 @@ def test_bad_requests_get_protocol_shaped_4xx(server: LiveServer, path: str) -> 
         assert ok.status_code == 200, ok.text
 
 
-def test_huge_body_is_413_and_model_paths_in_urls_stay_inside(start_server: Callable[..., LiveServer]) -> None:
+def test_huge_body_is_413_and_url_model_names_stay_inside(start_server: Callable[..., LiveServer]) -> None:
     live = start_server("--max-body-bytes", "64KiB")
     try:
         with httpx.Client(base_url=live.url, timeout=30) as client:
