@@ -45,7 +45,7 @@ bench: venv sim
 	RKIO_SIM_DIR=$(abspath $(SIM_OUT)) $(PY) benchmarks/http_bench.py
 
 lint: venv
-	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/mypy
 
 clean:
