@@ -183,6 +183,9 @@ class Scheduler:
         self._crashed(ev.model, now, ev.exit.describe(ev.model))
 
     def on_unload(self, ev: Unload, now: float) -> None:
+        # An explicit unload is also the operator's reset: it lifts a quarantine and a load cooldown.
+        self.quarantined.pop(ev.model, None)
+        self.failures.pop(ev.model, None)
         entry = self.models.get(ev.model)
         if entry is None:
             return self.effects.finish(ev.request_id, None)
@@ -254,7 +257,8 @@ class Scheduler:
         self.counters["crashes"] += 1
         if self.failures.setdefault(model, FailureRecord()).crashed(now) and model not in self.quarantined:
             self.counters["quarantines"] += 1
-            self.quarantined[model] = f"{model} is quarantined after repeated crashes; last: {why}"
+            self.quarantined[model] = (f"{model} is quarantined after repeated crashes (last: {why}); "
+                                       f"unload it (rkio unload {model}) to try again")
             self._reject_all(model, ModelQuarantined(self.quarantined[model]))
 
     def _dispatch(self, now: float) -> None:

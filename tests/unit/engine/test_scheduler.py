@@ -199,7 +199,12 @@ def test_repeated_crashes_quarantine_the_model() -> None:
     rid = h.request(A)
     [err] = h.fx.finished(rid)
     assert isinstance(err, ModelQuarantined) and "SIGSEGV" in err.message
+    assert "rkio unload a" in err.message
     assert h.s.counters["crashes"] == 3
+    h.event(Unload(98, "a"))  # the operator's reset
+    assert "a" not in h.s.quarantined
+    h.request(A)
+    assert h.fx.loads()[-1] == "a"
 
 
 def test_crash_frees_memory_only_on_exit_and_next_request_reloads() -> None:
