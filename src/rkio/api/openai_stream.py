@@ -42,6 +42,15 @@ class _SseBase:
     def error(self, err: RkioError) -> bytes:
         return stream_error_event(err, "openai")
 
+    def _closing(self, envelope: dict[str, Any], choice: dict[str, Any], done: Done,
+                 include_usage: bool) -> bytes:
+        """The last choice event, the usage event when asked for (``stream_options``), then [DONE]."""
+        final: dict[str, Any] = {**envelope, "choices": [choice]}
+        if not include_usage:
+            return _sse(final) + DONE_LINE
+        final["usage"] = None
+        return _sse(final) + _sse({**envelope, "choices": [], "usage": usage_body(done)}) + DONE_LINE
+
 
 class ChatStreamEncoder(_SseBase):
     """``chat.completion.chunk`` events: role first, then content / reasoning_content / tool_calls deltas."""
@@ -88,14 +97,8 @@ class ChatStreamEncoder(_SseBase):
     def done(self, done: Done) -> bytes:
         body = self._opening() + self._reply(self.parser.finish())
         reason = "tool_calls" if self._n_calls else done.finish_reason
-        final: dict[str, Any] = {**self._envelope, "choices": [
-            {"index": 0, "delta": {}, "logprobs": None, "finish_reason": reason}]}
-        if self.include_usage:
-            final["usage"] = None
-            body += _sse(final) + _sse({**self._envelope, "choices": [], "usage": usage_body(done)})
-        else:
-            body += _sse(final)
-        return body + DONE_LINE
+        return body + self._closing(self._envelope, {
+            "index": 0, "delta": {}, "logprobs": None, "finish_reason": reason}, done, self.include_usage)
 
 
 class CompletionStreamEncoder(_SseBase):
@@ -118,14 +121,9 @@ class CompletionStreamEncoder(_SseBase):
 
     def done(self, done: Done) -> bytes:
         body = self.text("") if self._echo else b""
-        final: dict[str, Any] = {**self._envelope, "choices": [
-            {"text": "", "index": 0, "logprobs": None, "finish_reason": done.finish_reason}]}
-        if self.include_usage:
-            final["usage"] = None
-            body += _sse(final) + _sse({**self._envelope, "choices": [], "usage": usage_body(done)})
-        else:
-            body += _sse(final)
-        return body + DONE_LINE
+        return body + self._closing(self._envelope, {
+            "text": "", "index": 0, "logprobs": None, "finish_reason": done.finish_reason}, done,
+            self.include_usage)
 
 
 def chat_completion_body(completion_id: str, created: int, model: str, reply: Reply,
