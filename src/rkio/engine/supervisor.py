@@ -223,8 +223,9 @@ class Supervisor:
         if runner is None or inc != incarnation:
             return
         memory = runner.memory()
-        self._mem_before[(model, incarnation)] = (
-            self._mem_probe(), meminfo.expected_release(memory.rss_bytes if memory else None))
+        if not self.scheduler.shutting_down:  # no next load to protect: shutdown need not wait for it
+            self._mem_before[(model, incarnation)] = (
+                self._mem_probe(), meminfo.expected_release(memory.rss_bytes if memory else None))
         log.info("stopping %s (%s)", model, self.scheduler.models[model].stop_reason)
         self._spawn(self._stop(runner))
 
