@@ -11,6 +11,7 @@ from typing import Any
 from fake_engine import FakeEngine, Step, done, token_chunks
 from starlette.applications import Starlette
 
+from loop_steps import run_ready_callbacks
 from rkio.api.app import create_app
 from rkio.config import Settings
 from rkio.engine.types import Loading, Queued
@@ -149,8 +150,7 @@ async def test_ndjson_sends_nothing_before_the_first_token() -> None:
     )
     app = create_app(engine, Settings(), manage_engine=False, commit_after=0.0, heartbeat=0.0)
     task = asyncio.ensure_future(call(app, "/api/chat", CHAT))
-    for _ in range(50):
-        await asyncio.sleep(0)
+    await run_ready_callbacks(50)
     assert not task.done()
     gate.set()
     sent = await task

@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from loop_steps import run_ready_callbacks
 from rkio.engine.runner.frames import Error
 from rkio.engine.runner.memory import parse_status
 from rkio.engine.runner.output import RunnerOutput
@@ -48,7 +49,7 @@ async def test_error_at_waits_for_the_marker_line() -> None:
     task = asyncio.ensure_future(output.run(stream))
     waiting = asyncio.ensure_future(output.error_at(1))
     stream.feed_data(b"E rkllm: late line\n")
-    await asyncio.sleep(0)
+    await run_ready_callbacks()
     assert not waiting.done()
     stream.feed_data(b"rkio-runner: sync 1\n")
     assert await waiting == "E rkllm: late line"
