@@ -348,3 +348,14 @@ def _served(h: Harness, model: object, **kw: object) -> int:
         h.loaded(name)
     assert rid in h.fx.granted(), h.fx.calls
     return rid
+
+
+def test_far_back_waiters_hear_of_their_position_only_when_it_halves() -> None:
+    from rkio.engine.dispatch import worth_telling
+
+    told, heard = -1, []
+    for position in range(200, -1, -1):
+        if worth_telling(told, position):
+            told = position
+            heard.append(position)
+    assert heard == [200, 127, 63, 31, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0]
