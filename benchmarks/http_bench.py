@@ -67,7 +67,8 @@ def stream_once(url: str, model: str, tokens: int, api: str) -> tuple[float, flo
     return ttft or 0.0, time.perf_counter() - start, chunks, generated
 
 
-def start_server(home: Path, token_us: int, tokens: int) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(home: Path, token_us: int, tokens: int,
+                 extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen[bytes], str]:
     import simkit
 
     lib = simkit.sim_library("1.2.3")
@@ -85,7 +86,7 @@ def start_server(home: Path, token_us: int, tokens: int) -> tuple[subprocess.Pop
     # a budget far above the planner's KV estimate for a huge context (the sim itself charges 64 B/token)
     proc = subprocess.Popen([sys.executable, "-m", "rkio", "serve", "--port", str(port), "--runtime", "rkllm",
                              "--models-dir", str(home / "models"), "--memory-budget", "64GiB",
-                             "--log-level", "warning"], env=env)
+                             "--log-level", "warning", *extra], env=env)
     url = f"http://127.0.0.1:{port}"
     for _ in range(300):
         try:
