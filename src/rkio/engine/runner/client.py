@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import logging
 import os
 import signal
-import socket
 import sys
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
@@ -31,7 +29,6 @@ from rkio.engine.runner.frames import (
     Load,
     Loaded,
     Memory,
-    MemoryReport,
     Progress,
     Stop,
     Stopped,
@@ -40,8 +37,10 @@ from rkio.engine.runner.frames import (
     decode_from_runner,
     encode,
 )
+from rkio.engine.runner.memory import runner_memory
 from rkio.engine.runner.output import RunnerOutput
 from rkio.engine.runner.progress import LoadWork, made_progress
+from rkio.engine.runner.spawn import spawn_runner
 from rkio.engine.runner.wire_errors import to_exception
 from rkio.engine.types import ModelSpec, RunnerDone, RunnerExit, RunnerGeneration, RunnerMemory, TokenChunk
 from rkio.errors import LoadFailed, RunnerCrashed, RuntimeFailure
@@ -51,7 +50,6 @@ log = logging.getLogger("rkio.runner")
 
 Phase = Literal["load", "generation", "idle", "stop"]
 TERM_GRACE_S = 2.0  # after SIGTERM, before SIGKILL
-PIPE_BYTES = 1 << 20  # the default /proc/sys/fs/pipe-max-size: room for ~50k one-token frames
 
 
 class _Channel(asyncio.Protocol):
@@ -117,24 +115,7 @@ class RunnerProcess:
         Raises LoadFailed (the runtime refused: message ends with its last "E ..." line, or the load made no
         progress for ``load_timeout`` seconds) or RunnerCrashed (the process died while loading).
         """
-        parent, child = socket.socketpair()  # commands; EOF tells the runner the gateway is gone
-        frames_in, frames_out = os.pipe()  # frames (see writer.py for why a pipe)
-        with contextlib.suppress(OSError):
-            fcntl.fcntl(frames_out, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                *cls.argv, "--fd", str(child.fileno()), "--out-fd", str(frames_out),
-                pass_fds=(child.fileno(), frames_out), start_new_session=True,
-                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT, env={**os.environ, **(env or {})},
-            )
-        except BaseException:
-            parent.close()
-            os.close(frames_in)
-            raise
-        finally:
-            child.close()
-            os.close(frames_out)
+        proc, parent, frames_in = await spawn_runner(cls.argv, env)
         runner = cls(spec, proc)
         try:
             pipe = os.fdopen(frames_in, "rb", buffering=0)
@@ -163,7 +144,7 @@ class RunnerProcess:
         if isinstance(outcome, Loaded):
             self.runtime_name, self.load_s = outcome.runtime, outcome.load_s
             self.features = frozenset(outcome.features)
-            self._memory = _memory(outcome.memory)
+            self._memory = runner_memory(outcome.memory)
             self._phase = "idle"
             return
         if isinstance(outcome, Error):
@@ -197,7 +178,7 @@ class RunnerProcess:
                 self._loaded.set_result(frame)
             elif isinstance(frame, Done | Error):
                 if isinstance(frame, Done) and frame.memory is not None:
-                    self._memory = _memory(frame.memory)
+                    self._memory = runner_memory(frame.memory)
                 self._runtime_idle.set()
                 if self._phase == "generation":
                     self._phase = "idle"
@@ -213,7 +194,7 @@ class RunnerProcess:
                 if made_progress(self._last_work, frame.work):
                     self._last_work, self._last_progress = frame.work, self._loop.time()
             elif isinstance(frame, Memory):
-                self._memory = _memory(frame.memory)
+                self._memory = runner_memory(frame.memory)
             elif isinstance(frame, Stopped):
                 self._stopped.set()
         if queued:
@@ -283,7 +264,7 @@ class RunnerProcess:
                 elif isinstance(frame, Done):
                     finished = True
                     yield RunnerDone(frame.finish, frame.prompt_tokens,  # type: ignore[arg-type]
-                                     frame.completion_tokens, frame.perf, _memory(frame.memory))
+                                     frame.completion_tokens, frame.perf, runner_memory(frame.memory))
                     return
                 elif isinstance(frame, Error):
                     finished = True
@@ -374,9 +355,3 @@ class RunnerProcess:
     async def _read_output(self) -> None:
         assert self._proc.stdout is not None
         await self._output.run(self._proc.stdout)
-
-
-def _memory(report: MemoryReport | None) -> RunnerMemory | None:
-    if report is None:
-        return None
-    return RunnerMemory(report.rss_bytes, report.hwm_bytes, report.runtime_mb)

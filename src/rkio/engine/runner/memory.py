@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rkio.engine.runner.frames import MemoryReport
+from rkio.engine.types import RunnerMemory
 
 STATUS = "/proc/self/status"
 
@@ -31,3 +32,10 @@ def measure(runtime_mb: float | None = None, status_path: str = STATUS) -> Memor
     except OSError:
         rss = hwm = 0
     return MemoryReport(rss_bytes=rss, hwm_bytes=hwm, runtime_mb=runtime_mb)
+
+
+def runner_memory(report: MemoryReport | None) -> RunnerMemory | None:
+    """The gateway's view of a runner's memory report."""
+    if report is None:
+        return None
+    return RunnerMemory(report.rss_bytes, report.hwm_bytes, report.runtime_mb)
