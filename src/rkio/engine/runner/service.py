@@ -171,6 +171,7 @@ class RunnerService:
         limit = gen.params.max_new_tokens if gen.params.max_new_tokens != params.max_new_tokens else None
         scanner = StopScanner(stops) if stops else None
         writer = self._writer
+        writer.first_token_next()
         push = writer.push
         count = 0
         cut = ""  # why the runner ended the stream itself: "stop" (stop string) or "length"

@@ -57,6 +57,12 @@ class TokenWriter:
         self._thread = threading.Thread(target=self._run, name="rkio-runner-writer", daemon=True)
         self._thread.start()
 
+    def first_token_next(self) -> None:
+        """A new generation starts: its first token leaves at once, however recent the last write."""
+        with self._cond:
+            self._last_write = 0.0
+            self._deferred = False  # the previous generation's Done frame carried everything held back
+
     def push(self, text: str, token_id: int) -> None:
         """Called from the runtime's callback for each token; never blocks on the pipe."""
         with self._cond:
