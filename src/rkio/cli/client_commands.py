@@ -18,7 +18,7 @@ from typing import Any, TextIO
 
 import httpx
 
-from rkio.cli.progress import waiting
+from rkio.cli.progress import Waiting
 from rkio.units import format_size, parse_duration
 
 DEFAULT_PORT = 8080
@@ -172,14 +172,14 @@ def cmd_load(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     body: dict[str, Any] = {"model": args.model}
     if args.keepalive is not None:
         body["keep_alive"] = _keep_alive(args.keepalive)
-    with _client(args, timeout=None) as client, waiting(f"loading {args.model}", sys.stderr):
+    with _client(args, timeout=None) as client, Waiting(f"loading {args.model}", sys.stderr):
         client.post("/api/generate", body)  # no timeout: a big model takes long to load
     out.write(f"loaded {args.model}\n")
     return 0
 
 
 def cmd_unload(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
-    with _client(args, timeout=None) as client, waiting(f"unloading {args.model}", sys.stderr):
+    with _client(args, timeout=None) as client, Waiting(f"unloading {args.model}", sys.stderr):
         client.post("/api/generate", {"model": args.model, "keep_alive": 0})
     out.write(f"unloaded {args.model}\n")
     return 0
@@ -204,7 +204,7 @@ def _answer(client: Client, args: argparse.Namespace, messages: list[dict[str, s
     """Stream one reply to ``out``; returns its text."""
     parts: list[str] = []
     final: dict[str, Any] = {}
-    with waiting(f"{args.model} is thinking (loading it first if needed)", err) as spinner:
+    with Waiting(f"{args.model} is thinking (loading it first if needed)", err) as spinner:
         for item in client.stream("/api/chat", _chat_body(args, messages)):
             text = item.get("message", {}).get("content", "")
             if text:

@@ -1,9 +1,7 @@
-"""A spinner with elapsed time while the server loads a model or prefills, on terminals only."""
+"""A spinner while the server loads a model or prefills, on terminals only."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from typing import Any, TextIO
 
 
@@ -31,8 +29,3 @@ class Waiting:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-
-@contextlib.contextmanager
-def waiting(message: str, stream: TextIO) -> Iterator[Waiting]:
-    with Waiting(message, stream) as w:
-        yield w

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from rkio.cli.progress import waiting
+from rkio.cli.progress import Waiting
 
 
 class Terminal(io.StringIO):
@@ -14,14 +14,14 @@ class Terminal(io.StringIO):
 
 def test_spinner_is_silent_when_not_a_terminal() -> None:
     stream = io.StringIO()
-    with waiting("loading qwen", stream) as spinner:
+    with Waiting("loading qwen", stream) as spinner:
         spinner.stop()
     assert stream.getvalue() == ""
 
 
 def test_spinner_shows_the_message_on_a_terminal_and_stops() -> None:
     stream = Terminal()
-    with waiting("loading qwen", stream) as spinner:
+    with Waiting("loading qwen", stream) as spinner:
         spinner.stop()
         spinner.stop()  # stopping twice (first token, then the end of the block) is fine
     assert "loading qwen" in stream.getvalue()
