@@ -8,7 +8,7 @@ granted, cancelled, stalled, or done.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, Literal
 
 from rkio.engine.events import Cancel, GenerationDone, Outcome, Request, TokenStall
@@ -65,7 +65,7 @@ async def generate(
     sup.post(Request(rid, spec, "generate", request.num_ctx, request.keep_alive, request.lease))
     grant: Grant | None = None
     ended = False  # the scheduler already knows this request is over (finished or GenerationDone posted)
-    stream: AsyncIterator[Any] | None = None
+    stream: AsyncGenerator[Any, None] | None = None
     watchdog: Watchdog | None = None
     try:
         while grant is None:
@@ -110,7 +110,7 @@ async def generate(
         watchdog.cancel()
         # Close the finished stream now, not at garbage collection: until then the runner still counts
         # as consumed and the next grant on this lane would find it "already generating".
-        await stream.aclose()  # type: ignore[attr-defined]
+        await stream.aclose()
         stream, ended = None, True
         done = out
         assert isinstance(done, RunnerDone)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -49,7 +49,9 @@ class Runner(Protocol):
     pid: int
 
     def memory(self) -> RunnerMemory | None: ...
-    def generate(self, gen: RunnerGeneration) -> AsyncIterator[TokenChunk | RunnerDone]: ...
+    def generate(self, gen: RunnerGeneration) -> AsyncGenerator[TokenChunk | RunnerDone, None]:
+        """Closing the generator (``aclose``) aborts the generation and returns once the runtime stopped."""
+        ...
     async def abort(self, timeout: float) -> bool: ...  # noqa: ASYNC109 (pinned runner interface)
     async def stop(self, grace: float) -> RunnerExit: ...
     def kill(self) -> None: ...
@@ -167,15 +169,15 @@ class Supervisor:
         if box is not None:
             box.closed = True
 
-    def abandon(self, request_id: int, stream: AsyncIterator[Any] | None, runner: Runner) -> None:
+    def abandon(self, request_id: int, stream: AsyncGenerator[Any, None] | None, runner: Runner) -> None:
         """A granted client left mid-generation: close its stream (aborting), then free the lane."""
         self._spawn(self._abandon(request_id, stream, runner))
 
-    async def _abandon(self, request_id: int, stream: AsyncIterator[Any] | None, runner: Runner) -> None:
+    async def _abandon(self, request_id: int, stream: AsyncGenerator[Any, None] | None,
+                       runner: Runner) -> None:
         try:
-            aclose = getattr(stream, "aclose", None)
-            if aclose is not None:
-                await asyncio.wait_for(aclose(), self.settings.abort_grace)
+            if stream is not None:
+                await asyncio.wait_for(stream.aclose(), self.settings.abort_grace)
         except TimeoutError:
             log.warning("abort did not return within %.1f s; killing runner %s", self.settings.abort_grace,
                         runner.pid)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +29,7 @@ class FakeRunner:
     def memory(self) -> RunnerMemory | None:
         return RunnerMemory(rss_bytes=300 * MiB, hwm_bytes=320 * MiB, runtime_mb=None)
 
-    async def generate(self, gen: RunnerGeneration) -> AsyncIterator[TokenChunk | RunnerDone]:
+    async def generate(self, gen: RunnerGeneration) -> AsyncGenerator[TokenChunk | RunnerDone, None]:
         self.generations.append(gen)
         try:
             for i, text in enumerate(self.tokens):

@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from typing import ClassVar, Literal
 
 from rkio.engine.runner.frames import (
@@ -221,7 +221,7 @@ class RunnerProcess:
         """The last measurement the runner reported (after load, after each generation)."""
         return self._memory
 
-    async def generate(self, gen: RunnerGeneration) -> AsyncIterator[TokenChunk | RunnerDone]:
+    async def generate(self, gen: RunnerGeneration) -> AsyncGenerator[TokenChunk | RunnerDone, None]:
         """Run one generation: TokenChunks (each batching whatever tokens were ready), then one RunnerDone.
 
         Raises RunnerCrashed when the runner dies meanwhile, or the runner's RuntimeFailure /
