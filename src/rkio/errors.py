@@ -13,6 +13,7 @@ machine-readable name, ``retry_after`` (seconds) becomes a ``Retry-After`` heade
     ├── PayloadTooLarge           413
     ├── Busy                      429  queue full; carries retry_after
     ├── Cancelled                 499  the client went away (never sent, only logged)
+    ├── InternalError             500  a bug in rkio (the log has the traceback, the client a generic text)
     ├── RuntimeFailure            500  the runtime returned an error for this request
     ├── RunnerCrashed             502  the runner process died (signal, exit, OOM-kill)
     ├── InsufficientMemory        503  the budget cannot hold the model even after evicting idle ones
@@ -82,6 +83,13 @@ class Busy(RkioError):
 class Cancelled(RkioError):
     status = 499
     kind = "cancelled"
+
+
+class InternalError(RkioError):
+    """A bug in rkio: the client gets this generic message, the log gets the traceback."""
+
+    status = 500
+    kind = "internal_error"
 
 
 class RuntimeFailure(RkioError):

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from rkio.config import Settings
 from rkio.engine.events import RequestKind
 from rkio.engine.planner import ResidentState
 from rkio.engine.types import ModelSpec, RunnerMemory
@@ -23,12 +22,6 @@ class SchedulerConfig:
     queue_timeout: float = 300.0
     keep_alive: float = 300.0
     reserved_domains: tuple[int, ...] = ()
-
-    @classmethod
-    def from_settings(cls, settings: Settings, budget: int) -> SchedulerConfig:
-        return cls(budget=budget, npu_lanes=settings.npu_lanes, max_queue=settings.max_queue,
-                   queue_timeout=settings.queue_timeout, keep_alive=settings.keep_alive,
-                   reserved_domains=tuple(settings.reserved_domains))
 
 
 @dataclass(slots=True)
