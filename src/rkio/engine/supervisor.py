@@ -25,7 +25,7 @@ from rkio.engine.events import (
     Tick,
 )
 from rkio.engine.footprints import FootprintStore
-from rkio.engine.ledger import SchedulerConfig, measured_bytes
+from rkio.engine.ledger import SchedulerConfig
 from rkio.engine.scheduler import Scheduler
 from rkio.engine.types import (
     EngineEvent,
@@ -154,7 +154,7 @@ class Supervisor:
             run = self.scheduler.running.get(event.request_id)
             entry = self.scheduler.models.get(run.model) if run else None
             if entry is not None:
-                self.footprints.record(entry.spec, entry.ctx, measured_bytes(event.memory))
+                self.footprints.learn(entry.spec, entry.ctx, event.memory)
 
     # ------------------------------------------------------------------------------------ requests
 
