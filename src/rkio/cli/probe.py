@@ -17,6 +17,7 @@ from rkio.probe.report import build_report, summary, write_report
 from rkio.probe.run import Gauge, Prober, host_gauge
 from rkio.probe.simulated import (
     FLAVOURS,
+    NPU_MEMORY_MODES,
     OVERCOMMIT_MODES,
     SimulatedGauge,
     sim_environment,
@@ -61,6 +62,9 @@ def register(subparsers: Any) -> None:
     sim.add_argument("--sim-ram", default="16GiB", help="RAM of the simulated board (default 16GiB)")
     sim.add_argument("--sim-overcommit", choices=OVERCOMMIT_MODES,
                      help="what the simulator does on a RAM/domain overcommit (default: the flavour's)")
+    sim.add_argument("--sim-npu-memory", choices=NPU_MEMORY_MODES,
+                     help="ledger (default): memory_usage_mb includes the NPU buffers; dma: they are held "
+                          "outside the process's RSS (really allocated: use small --sim-models)")
     p.set_defaults(func=run)
 
 
@@ -90,10 +94,12 @@ def run(args: argparse.Namespace) -> int:
         if not paths:
             sizes = [parse_size(s.strip()) for s in args.sim_models.split(",") if s.strip()]
             paths = sim_models(work / "models", sizes)
-        env = sim_environment(library, work / "sim-state", ram, args.sim_overcommit)
+        env = sim_environment(library, work / "sim-state", ram, args.sim_overcommit,
+                              npu_memory=args.sim_npu_memory)
         gauge = SimulatedGauge(ram, work / "sim-state")
         environment["simulated"] = (f"flavour {args.simulate}, RAM {ram / GiB:g} GiB, overcommit "
-                                    f"{args.sim_overcommit or 'flavour default'}")
+                                    f"{args.sim_overcommit or 'flavour default'}, NPU memory "
+                                    f"{args.sim_npu_memory or 'ledger'}")
     if not paths:
         print("rkio probe: give model files, or --simulate FLAVOUR", file=sys.stderr)
         return 2

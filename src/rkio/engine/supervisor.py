@@ -36,7 +36,7 @@ from rkio.engine.events import (
     TokenStall,
 )
 from rkio.engine.footprints import FootprintStore
-from rkio.engine.ledger import SchedulerConfig, measured_bytes
+from rkio.engine.ledger import SchedulerConfig
 from rkio.engine.mailbox import Finished, Grant, Mailbox, Mailboxes
 from rkio.engine.scheduler import Scheduler
 from rkio.engine.types import (
@@ -220,7 +220,7 @@ class Supervisor:
             run = self.scheduler.running.get(event.request_id)
             entry = self.scheduler.models.get(run.model) if run else None
             if entry is not None:
-                self.footprints.record(entry.spec, entry.ctx, measured_bytes(event.memory))
+                self.footprints.learn(entry.spec, entry.ctx, event.memory)
 
     # ------------------------------------------------------------------------------------ requests
 
@@ -311,8 +311,9 @@ class Supervisor:
             return
         memory = runner.memory()
         if reason != "shutdown":  # no next load to protect: shutdown need not wait for the memory
-            self._mem_before[(model, incarnation)] = (
-                self._mem_probe(), meminfo.expected_release(memory.rss_bytes if memory else None))
+            # NPU buffers may be outside RSS: what the load took from the machine is what must come back
+            taken = max(memory.rss_bytes, memory.available_drop_bytes or 0) if memory else None
+            self._mem_before[(model, incarnation)] = (self._mem_probe(), meminfo.expected_release(taken))
         log.info("stopping %s (%s)", model, reason)
         self._spawn(self._stop(runner))
 

@@ -214,9 +214,14 @@ class RunnerExit:
 
 @dataclass(frozen=True, slots=True)
 class RunnerMemory:
+    """What a runner measured of its own footprint; ``None`` where it had no such figure."""
+
     rss_bytes: int
     hwm_bytes: int
     runtime_mb: float | None  # RKLLMPerfStat.memory_usage_mb when reported
+    # MemAvailable just before the load minus its lowest reading since, up to the first generation's end:
+    # machine-wide (other processes move it), but it sees NPU buffers that VmRSS may miss (runner.memory)
+    available_drop_bytes: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
