@@ -16,8 +16,8 @@ FORBIDDEN = ("rkio.engine", "rkio.api")
 
 
 def imported_modules(source: str, path: Path) -> list[str]:
-    """Every module an ``import``/``from ... import`` in ``source`` (the text of ``path``) names, with relative
-    imports made absolute; ``from a import b`` yields both ``a`` and ``a.b`` (b may be a submodule)."""
+    """Every module an ``import`` or ``from ... import`` in ``source`` (the text of ``path``) names, relative
+    ones made absolute; ``from a import b`` yields both ``a`` and ``a.b`` (b may be a submodule)."""
     package = list(path.relative_to(SRC).with_suffix("").parts[:-1])
     names: list[str] = []
     for node in ast.walk(ast.parse(source, filename=str(path))):
@@ -56,5 +56,6 @@ def test_every_spelling_of_an_engine_or_api_import_is_caught(source: str) -> Non
 
 
 def test_runtime_imports_are_not_flagged() -> None:
-    source = "from rkio.runtime.base import ChatMessage\nfrom .. import chat\nfrom . import cparams\nimport rkio.errors\n"
+    source = ("from rkio.runtime.base import ChatMessage\nfrom .. import chat\nfrom . import cparams\n"
+              "import rkio.errors\n")
     assert offending(imported_modules(source, RUNTIME_DIR / "rkllm" / "session.py")) == []
