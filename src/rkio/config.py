@@ -41,20 +41,6 @@ class LogLevel(StrEnum):
     ERROR = "error"
 
 
-def _size(value: Any) -> Any:
-    if isinstance(value, str):
-        return parse_size(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"not a size: {value!r} (examples: 6GiB, 512M, 1073741824)")
-    return value
-
-
-def _duration(value: Any) -> Any:
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise ValueError(f"not a duration: {value!r} (examples: 5m, 90s, 1h, -1)")
-    return parse_duration(value)
-
-
 def _items(value: Any) -> Any:
     """``a,b`` (flag, environment) or a TOML list; blanks dropped."""
     items = value.split(",") if isinstance(value, str) else value
@@ -67,8 +53,8 @@ def _lower(value: Any) -> Any:
     return value.strip().lower() if isinstance(value, str) else value
 
 
-Size = Annotated[int, BeforeValidator(_size)]
-Duration = Annotated[float, BeforeValidator(_duration)]
+Size = Annotated[int, BeforeValidator(parse_size)]
+Duration = Annotated[float, BeforeValidator(parse_duration)]
 Names = Annotated[tuple[str, ...], BeforeValidator(_items)]
 Domain = Annotated[int, Field(ge=0, lt=WINDOWS)]  # the NPU's IOMMU domains (rkio.engine.domains)
 UserPath = Annotated[Path, AfterValidator(Path.expanduser)]

@@ -12,7 +12,7 @@ from rkio.cli import serve
 from rkio.cli.main import main
 from rkio.config import LogLevel, Settings
 from rkio.errors import ConfigError
-from rkio.units import GiB, MiB
+from rkio.units import GiB, MiB, parse_duration, parse_size
 
 # one valid textual value per setting, and what it becomes
 VALID = {
@@ -147,3 +147,27 @@ def test_other_commands_report_a_bad_variable_on_one_line(monkeypatch: pytest.Mo
     assert main(["doctor", "--json"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("rkio doctor: invalid setting: RKIO_MEMORY_RESERVE='lots'") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(("text", "size"), [("6GiB", 6 * GiB), ("512M", 512 * MiB), ("1.5k", 1536),
+                                            ("1048576", MiB), (4096, 4096)])
+def test_sizes(text: str | int, size: int) -> None:
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("5m", 300.0), ("1h30m", 5400.0), ("250ms", 0.25),
+                                               ("-1", -1.0), (90, 90.0), (2.5, 2.5)])
+def test_durations(text: str | float, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("bad", [True, 1.5, [1], None, "", "6 gigs", "-1G"])
+def test_what_is_not_a_size_is_a_value_error(bad: object) -> None:
+    with pytest.raises(ValueError, match="not a size"):
+        parse_size(bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("bad", [True, [1], None, "soon", "5 m", "m"])
+def test_what_is_not_a_duration_is_a_value_error(bad: object) -> None:
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration(bad)  # type: ignore[arg-type]
