@@ -27,7 +27,8 @@ from rkio.errors import ConfigError
 from rkio.units import parse_duration, parse_size
 
 ENV_PREFIX = "RKIO_"
-Origin = Callable[[str], str]  # how a layer (TOML, environment, flags) names a setting in an error
+# how a layer (TOML file, environment, flags) names a setting in an error: the name, then where (or "")
+Origin = Callable[[str], tuple[str, str]]
 
 
 def default_home() -> Path:
@@ -110,12 +111,12 @@ class Settings(BaseSettings):
         path = config_file or (Path(os.environ["RKIO_CONFIG"]) if os.environ.get("RKIO_CONFIG") else None)
         layers: list[tuple[dict[str, Any], Origin]] = []
         if path is not None:
-            layers.append((_read_toml(cls, path), lambda name: f"TOML key {name!r} in {path}"))
-        layers.append((EnvSettingsSource(cls)(), lambda name: f"{ENV_PREFIX}{name.upper()}"))
+            layers.append((_read_toml(cls, path), lambda name: (f"TOML key {name}", f" in {path}")))
+        layers.append((EnvSettingsSource(cls)(), lambda name: (f"{ENV_PREFIX}{name.upper()}", "")))
         flags = {k: v for k, v in (overrides or {}).items() if v is not None}
-        layers.append((flags, lambda name: f"--{name.replace('_', '-')}"))
+        layers.append((flags, lambda name: (f"--{name.replace('_', '-')}", "")))
         values: dict[str, Any] = {}
-        origins: dict[str, str] = {}
+        origins: dict[str, tuple[str, str]] = {}
         for layer, origin in layers:
             values.update(layer)
             origins.update({name: origin(name) for name in layer})
@@ -134,19 +135,21 @@ def _read_toml(cls: type[BaseSettings], path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path}: {exc}") from None
 
 
-def describe(exc: pydantic.ValidationError, origins: Mapping[str, str], values: Mapping[str, Any]) -> str:
-    """One line: ``--npu-lanes='0': must be greater than or equal to 1; RKIO_RUNTIME='x': ...``."""
+def describe(exc: pydantic.ValidationError, origins: Mapping[str, tuple[str, str]],
+             values: Mapping[str, Any]) -> str:
+    """One line: ``--npu-lanes='0': Input should be greater than or equal to 1; TOML key port='x' in
+    /etc/rkio.toml: ...``."""
     parts = []
     for error in exc.errors(include_url=False):
         loc = error.get("loc", ())
         name = str(loc[0]) if loc else ""
-        where = origins.get(name, name or "settings")
+        label, place = origins.get(name, (name or "settings", ""))
         if error.get("type") == "extra_forbidden":
-            parts.append(f"{where}: unknown setting")
+            parts.append(f"{label}{place}: unknown setting")
             continue
         message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
         items = [p for p in loc[1:] if isinstance(p, int)]  # which element of a list
         item = f" (item {items[0] + 1})" if items else ""
-        value = f"={values[name]!r}{item}" if name in values else ""
-        parts.append(f"{where}{value}: {message}")
+        value = f"={values[name]!r}" if name in values else ""
+        parts.append(f"{label}{value}{place}{item}: {message}")
     return "invalid setting: " + "; ".join(parts)
