@@ -22,9 +22,14 @@ machine-readable name, ``retry_after`` (seconds) becomes a ``Retry-After`` heade
     ├── ShuttingDown              503
     ├── QueueTimeout              503  waited longer than queue_timeout
     └── GenerationTimeout         504  first-token or inter-token watchdog fired
+
+    ConfigError (a ValueError, never sent to a client): a setting's value is invalid; names its origin
+    NpuBusy (never sent to a client): another engine holds this machine's NPU lock
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 
 class RkioError(Exception):
@@ -130,3 +135,17 @@ class QueueTimeout(RkioError):
 class GenerationTimeout(RkioError):
     status = 504
     kind = "generation_timeout"
+
+
+class ConfigError(ValueError):
+    """A bad setting (flag, RKIO_* variable, TOML key); the message names where the value came from."""
+
+
+class NpuBusy(Exception):
+    """Another live process holds the machine's NPU lock; ``holder`` is its pid if the lock file names one."""
+
+    def __init__(self, path: Path, holder: int | None) -> None:
+        who = f"pid {holder}" if holder is not None else "pid unknown"
+        super().__init__(f"another rkio engine ({who}) already owns this machine's NPU (lock file {path})")
+        self.path = path
+        self.holder = holder

@@ -54,7 +54,7 @@ class ModelEngine:
             from rkio.engine.registry import ModelRegistry
 
             kinds = None if self.settings.runtime == "auto" else (self.settings.runtime,)
-            self._registry = ModelRegistry(self.settings.models_dir, runtimes=kinds)  # type: ignore[arg-type]
+            self._registry = ModelRegistry(self.settings.models_dir, runtimes=kinds)
         return self._registry
 
     def models(self) -> list[ModelSpec]:

@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from rkio.runtime.base import GenerateParams, LoadParams, Perf, Sampling
+from rkio.runtime.base import ChatMessage, GenerateParams, LoadParams, Perf, RuntimeKind, Sampling
 
-RuntimeKind = Literal["rkllm", "llamacpp"]
+__all__ = ["ChatMessage", "RuntimeKind"]  # defined in the runtime layer, re-exported for the engine's callers
 
 
 # ---------------------------------------------------------------------------------------------- models
@@ -38,16 +38,6 @@ class ModelSpec:
 
 
 # ---------------------------------------------------------------------------------------------- requests
-
-
-@dataclass(frozen=True, slots=True)
-class ChatMessage:
-    role: str  # system | user | assistant | tool
-    content: str
-    tool_calls: tuple[dict[str, Any], ...] = ()
-    tool_call_id: str | None = None
-    name: str | None = None
-    images: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
