@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from pathlib import Path
+import os
 
 import pytest
 from engine_sim import EngineFactory, SimModels, assert_reply, collect, quiet, request, settle
@@ -19,19 +19,18 @@ pytestmark = pytest.mark.timeout(120)
 PROMPT = "[[n=4]] next in line"
 
 
-def gone_at(pid: int) -> bool:
-    """The process is dead: reaped, or a zombie (killed, not yet reaped)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except FileNotFoundError:
-        return True
+def watch_death(pid: int, loop: asyncio.AbstractEventLoop) -> asyncio.Future[float]:
+    """Resolves with the loop time at which ``pid`` died (its pidfd turns readable when it exits)."""
+    fd = os.pidfd_open(pid)
+    died: asyncio.Future[float] = loop.create_future()
 
+    def exited() -> None:
+        loop.remove_reader(fd)
+        os.close(fd)
+        died.set_result(loop.time())
 
-async def watch_death(pid: int, loop: asyncio.AbstractEventLoop) -> float:
-    """When (loop time) ``pid`` died; polls /proc, as a test of ordering (not of timing)."""
-    while not gone_at(pid):
-        await asyncio.sleep(0.005)
-    return loop.time()
+    loop.add_reader(fd, exited)
+    return died
 
 
 async def first_token_at(engine: ModelEngine, model: str) -> float:
@@ -59,11 +58,12 @@ async def test_a_disconnect_from_a_runtime_that_ignores_abort_holds_the_lane_unt
     assert hung_pid is not None
     loop = asyncio.get_running_loop()
     first = asyncio.Event()
-    client = asyncio.create_task(read_until_first_token(engine.generate(request("hung", "[[n=50]] x")), first))
+    stream = engine.generate(request("hung", "[[n=50]] x"))
+    client = asyncio.create_task(read_until_first_token(stream, first))
     await settle(engine, lambda s: s.running == 1)
     if hang_at:
         await first.wait()
-    death = asyncio.create_task(watch_death(hung_pid, loop))
+    death = watch_death(hung_pid, loop)
     waiting = asyncio.create_task(first_token_at(engine, "next"))
     await settle(engine, lambda s: s.queue_length == 1)
     client.cancel()  # an HTTP disconnect: the task awaiting the next token is cancelled
