@@ -5,8 +5,8 @@ Thinking: when the request asks for it (``reasoning_effort`` set to anything but
 ``<think>…</think>`` at the start of the reply is returned as ``reasoning_content``, not ``content``.
 Tools: ``tools`` go to the engine (the chat template renders them) unless ``tool_choice`` is "none"; the reply
 is scanned for ``<tool_call>{…}</tool_call>`` or a bare ``{"name", "arguments"}`` object.
-``response_format`` json_object / json_schema is best effort: an instruction in the system prompt and, for
-non-streaming responses, the reply trimmed to its first complete JSON value.
+``response_format`` json_object / json_schema: enforced while decoding on llama.cpp, validated (with bounded
+retries) on rkllm; the ``X-Rkio-Structured-Output`` header says which (``rkio.api.structured``).
 """
 
 from __future__ import annotations
@@ -38,8 +38,9 @@ from rkio.api.openai_stream import (
     chat_completion_body,
     completion_body,
 )
-from rkio.api.reply import ReplyParser, json_instruction, parse_reply
+from rkio.api.reply import ReplyParser, parse_reply
 from rkio.api.streaming import EngineStream, collect_reply
+from rkio.api.structured import StructuredOutput, openai_format
 from rkio.config import Settings
 from rkio.engine.types import ChatMessage, Engine, GenerationRequest
 from rkio.runtime.base import Sampling
@@ -129,10 +130,10 @@ class OpenAIRoutes:
         tools, tool_instruction = _tools(req)
         messages = chat_messages(req.messages)
         fmt = req.response_format
-        json_mode = fmt is not None and fmt.type != "text"
-        if json_mode and fmt is not None:
-            schema = (fmt.json_schema or {}).get("schema") if fmt.type == "json_schema" else None
-            messages = with_system_text(messages, json_instruction(schema))
+        output = openai_format(fmt.type, fmt.json_schema) if fmt is not None else None
+        structured = StructuredOutput(self.engine, model, output, think, bool(tools)) if output else None
+        if structured is not None:
+            messages = structured.instruct(messages)
         if tool_instruction:
             messages = with_system_text(messages, tool_instruction)
         cid, created = request_id("chatcmpl"), int(time.time())
@@ -144,15 +145,17 @@ class OpenAIRoutes:
             request_id=cid)
         record = record_of(request.scope)
         record.model, record.stream = model, req.stream
-        events = self.engine.generate(gen)
+        events = structured.events(gen) if structured is not None else self.engine.generate(gen)
+        headers = structured.headers if structured is not None else None
         if req.stream:
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
             encoder = ChatStreamEncoder(cid, created, model, include_usage, ReplyParser(think, bool(tools)))
             return EngineStream(events, encoder, "openai", record, commit_after=self.commit_after,
-                                heartbeat=self.heartbeat)
+                                heartbeat=self.heartbeat, headers=headers)
         text, done = await collect_reply(request.receive, events, record)
-        reply = parse_reply(text, think, bool(tools), json_mode)
-        return JSONResponse(chat_completion_body(cid, created, model, reply, done))
+        reply = parse_reply(text, think, bool(tools), structured is not None)
+        return JSONResponse(chat_completion_body(cid, created, model, reply, done),
+                            headers=headers() if headers is not None else None)
 
     async def completions(self, request: Request) -> Any:
         req = await parse_body(request, CompletionRequest)

@@ -57,6 +57,7 @@ class GenerationRequest:
     enable_thinking: bool = False
     lease: str | None = None  # JSON-RPC handle lease id
     request_id: str = ""
+    json_schema: str | None = None  # JSON text of a schema to enforce while decoding where the runtime can
 
 
 # ---------------------------------------------------------------------------------------------- events
@@ -106,6 +107,7 @@ class Done:
     usage: Usage
     timings: Timings
     perf: Perf | None = None
+    stop_sequence: str | None = None  # the stop string (request's or chat template's) that ended the reply
 
 
 EngineEvent = Queued | Loading | TokenChunk | Done
@@ -223,6 +225,7 @@ class RunnerDone:
     completion_tokens: int
     perf: Perf | None
     memory: RunnerMemory | None
+    stop_sequence: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

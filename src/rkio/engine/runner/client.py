@@ -280,7 +280,8 @@ class RunnerProcess:
                 elif isinstance(frame, Done):
                     finished = True
                     yield RunnerDone(frame.finish, frame.prompt_tokens,  # type: ignore[arg-type]
-                                     frame.completion_tokens, frame.perf, runner_memory(frame.memory))
+                                     frame.completion_tokens, frame.perf, runner_memory(frame.memory),
+                                     frame.stop_sequence)
                     return
                 elif isinstance(frame, Error):
                     finished = True

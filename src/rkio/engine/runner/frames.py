@@ -80,6 +80,7 @@ class Done(msgspec.Struct, tag=True, array_like=True):
     completion_tokens: int
     perf: Perf | None
     memory: MemoryReport | None
+    stop_sequence: str | None = None  # the stop string that ended the generation, if one did
 
 
 class Error(msgspec.Struct, tag=True, array_like=True):

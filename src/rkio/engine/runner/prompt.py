@@ -55,6 +55,9 @@ def prepare(
     if params.max_new_tokens is not None and Feature.PER_RUN_MAX_NEW_TOKENS not in runtime.features:
         # the runner enforces the limit itself by stopping the stream
         params = replace(params, max_new_tokens=None)
+    if params.json_schema is not None and Feature.JSON_SCHEMA not in runtime.features:
+        # nothing can constrain this runtime's decoding: the API layer validates the reply instead
+        params = replace(params, json_schema=None)
     return params, tuple(dict.fromkeys(s for s in stops if s))
 
 

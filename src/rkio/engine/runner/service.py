@@ -218,7 +218,8 @@ class RunnerService:
         memory = measure(perf.memory_usage_mb if perf is not None else None,
                          available_drop=self._drop.sample())
         self._drop.freeze()
-        writer.send(Done(finish, prompt_tokens(params, perf, runtime), count, perf, memory))
+        matched = scanner.matched if scanner is not None and cut == "stop" else None
+        writer.send(Done(finish, prompt_tokens(params, perf, runtime), count, perf, memory, matched))
 
     def _shutdown(self, *, notify: bool) -> None:
         runtime = self._runtime
