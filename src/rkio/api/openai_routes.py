@@ -27,6 +27,7 @@ from rkio.api.engine_request import (
     parse_body,
     request_id,
     resolve_sampling,
+    select_tools,
     stop_strings,
     with_system_text,
 )
@@ -92,19 +93,11 @@ def _sampling(engine: Engine, model: str, req: SamplingFields) -> Sampling | Non
 
 def _tools(req: ChatCompletionRequest) -> tuple[tuple[dict[str, Any], ...], str | None]:
     """Tools for the engine, and an extra system instruction ``tool_choice`` calls for."""
-    if not req.tools or req.tool_choice == "none":
-        return (), None
-    tools = [t.model_dump(exclude_none=True) for t in req.tools]
+    tools = [t.model_dump(exclude_none=True) for t in req.tools or ()]
     choice = req.tool_choice
     if isinstance(choice, dict):
-        wanted = (choice.get("function") or {}).get("name")
-        tools = [t for t in tools if t["function"]["name"] == wanted]
-        if not tools:
-            raise BadParameter(f"tool_choice names an unknown function {wanted!r}", "tool_choice")
-        return tuple(tools), f"You must call the function {wanted}."
-    if choice == "required":
-        return tuple(tools), "You must call one of the provided functions."
-    return tuple(tools), None
+        choice = str((choice.get("function") or {}).get("name"))
+    return select_tools(tools, choice)
 
 
 class OpenAIRoutes:
