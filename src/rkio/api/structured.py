@@ -30,6 +30,7 @@ from rkio.runtime.base import CONSTRAINED_DECODING
 
 HEADER = "X-Rkio-Structured-Output"
 MAX_RETRIES = 2
+MAX_REPORTED = 3  # schema errors fed back to the model (the first few are enough to correct a reply)
 ANY_OBJECT: dict[str, Any] = {"type": "object"}
 
 
@@ -121,11 +122,11 @@ class StructuredOutput:
             value = json.loads(reply.content)
         except json.JSONDecodeError as exc:
             return f"the reply is not valid JSON ({exc.msg} at position {exc.pos})", cleaned
-        error = jsonschema.exceptions.best_match(self.validator.iter_errors(value))
-        if error is None:
+        errors = sorted(self.validator.iter_errors(value), key=jsonschema.exceptions.relevance, reverse=True)
+        if not errors:
             return None, cleaned
-        where = error.json_path
-        return f"the JSON does not match the schema at {where}: {error.message}", cleaned
+        found = "; ".join(f"at {e.json_path}: {e.message}" for e in errors[:MAX_REPORTED])
+        return f"the JSON does not match the schema ({found})", cleaned
 
     async def _validated(self, gen: GenerationRequest) -> AsyncIterator[EngineEvent]:
         prompt_tokens = completion_tokens = 0
