@@ -30,7 +30,7 @@ from rkio.api.anthropic_stream import MessagesStreamEncoder, message_body
 from rkio.api.engine_request import keep_alive_seconds, model_name, parse_body, resolve_sampling, stop_strings
 from rkio.api.reply import ReplyParser, parse_reply
 from rkio.api.streaming import EngineStream, collect_reply
-from rkio.api.structured import OutputFormat, StructuredOutput
+from rkio.api.structured import OutputFormat, StructuredOutput, start_generation
 from rkio.config import Settings
 from rkio.engine.runner.prompt import estimate_tokens
 from rkio.engine.types import ChatMessage, Engine, GenerationRequest
@@ -80,8 +80,7 @@ class AnthropicRoutes:
             request_id=message_id)
         record = record_of(request.scope)
         record.model, record.stream = model, req.stream
-        events = structured.events(gen) if structured is not None else self.engine.generate(gen)
-        headers = structured.headers if structured is not None else None
+        events, headers = start_generation(self.engine, gen, structured)
         if req.stream:
             encoder = MessagesStreamEncoder(message_id, model, ReplyParser(think, bool(tools)), stops)
             return EngineStream(events, encoder, "anthropic", record, commit_after=self.commit_after,
@@ -89,7 +88,7 @@ class AnthropicRoutes:
         text, done = await collect_reply(request.receive, events, record)
         reply = parse_reply(text, think, bool(tools), structured is not None)
         return JSONResponse(message_body(message_id, model, reply, done, stops),
-                            headers=headers() if headers is not None else None)
+                            headers=headers())
 
     async def count_tokens(self, request: Request) -> Any:
         req = await parse_body(request, CountTokensRequest)

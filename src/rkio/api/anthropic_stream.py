@@ -16,8 +16,9 @@ import msgspec
 
 from rkio.api.errors import stream_error_event
 from rkio.api.reply import Reply, ReplyParser
+from rkio.api.streaming import SseKeepalive
 from rkio.api.tool_calls import ToolCall
-from rkio.engine.types import Done, Loading, Queued
+from rkio.engine.types import Done
 from rkio.errors import RkioError
 
 _encode = msgspec.json.encode
@@ -62,11 +63,8 @@ def message_body(message_id: str, model: str, reply: Reply, done: Done,
             "stop_reason": reason, "stop_sequence": sequence, "usage": usage_body(done)}
 
 
-class MessagesStreamEncoder:
+class MessagesStreamEncoder(SseKeepalive):
     """The ``StreamEncoder`` of ``POST /v1/messages`` with ``stream: true``."""
-
-    media_type = "text/event-stream; charset=utf-8"
-    keepalive = True
 
     def __init__(self, message_id: str, model: str, parser: ReplyParser, stops: tuple[str, ...]) -> None:
         self.message_id = message_id
@@ -77,14 +75,6 @@ class MessagesStreamEncoder:
         self._open: BlockType | None = None
         self._index = -1
         self._n_calls = 0
-
-    def waiting(self, event: Queued | Loading) -> bytes:
-        if isinstance(event, Queued):
-            return f": queued position={event.position}\n\n".encode()
-        return b": loading\n\n"
-
-    def heartbeat(self) -> bytes:
-        return b": waiting\n\n"
 
     def error(self, err: RkioError) -> bytes:
         return stream_error_event(err, "anthropic")

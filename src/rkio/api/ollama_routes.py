@@ -39,7 +39,7 @@ from rkio.api.ollama_stream import (
 )
 from rkio.api.reply import ReplyParser, parse_reply
 from rkio.api.streaming import EngineStream, collect_reply
-from rkio.api.structured import StructuredOutput, ollama_format
+from rkio.api.structured import StructuredOutput, ollama_format, start_generation
 from rkio.config import Settings
 from rkio.engine.types import ChatMessage, Engine, GenerationRequest, ModelSpec
 from rkio.runtime.base import Sampling
@@ -134,15 +134,14 @@ class OllamaRoutes:
             enable_thinking=req.thinking, request_id=request_id("chat"))
         record = record_of(request.scope)
         record.model, record.stream = model, req.stream
-        events = structured.events(gen) if structured is not None else self.engine.generate(gen)
-        headers = structured.headers if structured is not None else None
+        events, headers = start_generation(self.engine, gen, structured)
         if req.stream:
             encoder = ChatNdjsonEncoder(model, ReplyParser(req.thinking, bool(tools)))
             return EngineStream(events, encoder, "ollama", record, heartbeat=self.heartbeat, headers=headers)
         text, done = await collect_reply(request.receive, events, record)
         reply = parse_reply(text, req.thinking, bool(tools), structured is not None)
         return JSONResponse({"model": model, "created_at": timestamp(), "message": chat_message(reply),
-                             **done_fields(done)}, headers=headers() if headers is not None else None)
+                             **done_fields(done)}, headers=headers())
 
     async def generate(self, request: Request) -> Any:
         req = await parse_body(request, GenerateRequest)
@@ -169,8 +168,7 @@ class OllamaRoutes:
             gen = GenerationRequest(messages=tuple(messages), **common)
         record = record_of(request.scope)
         record.model, record.stream = model, req.stream
-        events = structured.events(gen) if structured is not None else self.engine.generate(gen)
-        headers = structured.headers if structured is not None else None
+        events, headers = start_generation(self.engine, gen, structured)
         if req.stream:
             encoder = GenerateNdjsonEncoder(model, ReplyParser(req.thinking, False))
             return EngineStream(events, encoder, "ollama", record, heartbeat=self.heartbeat, headers=headers)
@@ -179,7 +177,7 @@ class OllamaRoutes:
         body: dict[str, Any] = {"model": model, "created_at": timestamp(), "response": reply.content}
         if reply.reasoning:
             body["thinking"] = reply.reasoning
-        return JSONResponse({**body, **done_fields(done)}, headers=headers() if headers is not None else None)
+        return JSONResponse({**body, **done_fields(done)}, headers=headers())
 
     async def tags(self, request: Request) -> Response:
         models = [{"name": s.name, "model": s.name, "modified_at": timestamp(s.mtime_ns / 1e9),

@@ -41,7 +41,7 @@ from rkio.api.openai_stream import (
 )
 from rkio.api.reply import ReplyParser, parse_reply
 from rkio.api.streaming import EngineStream, collect_reply
-from rkio.api.structured import StructuredOutput, openai_format
+from rkio.api.structured import StructuredOutput, openai_format, start_generation
 from rkio.config import Settings
 from rkio.engine.types import ChatMessage, Engine, GenerationRequest
 from rkio.runtime.base import Sampling
@@ -138,8 +138,7 @@ class OpenAIRoutes:
             request_id=cid)
         record = record_of(request.scope)
         record.model, record.stream = model, req.stream
-        events = structured.events(gen) if structured is not None else self.engine.generate(gen)
-        headers = structured.headers if structured is not None else None
+        events, headers = start_generation(self.engine, gen, structured)
         if req.stream:
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
             encoder = ChatStreamEncoder(cid, created, model, include_usage, ReplyParser(think, bool(tools)))
@@ -148,7 +147,7 @@ class OpenAIRoutes:
         text, done = await collect_reply(request.receive, events, record)
         reply = parse_reply(text, think, bool(tools), structured is not None)
         return JSONResponse(chat_completion_body(cid, created, model, reply, done),
-                            headers=headers() if headers is not None else None)
+                            headers=headers())
 
     async def completions(self, request: Request) -> Any:
         req = await parse_body(request, CompletionRequest)

@@ -110,6 +110,21 @@ async def collect_reply(receive: Receive, events: AsyncIterator[EngineEvent],
         raise Cancelled("the client went away") from None
 
 
+class SseKeepalive:
+    """The waiting and heartbeat lines of an SSE ``StreamEncoder``: comments, which SSE clients skip."""
+
+    media_type = "text/event-stream; charset=utf-8"
+    keepalive = True
+
+    def waiting(self, event: Queued | Loading) -> bytes:
+        if isinstance(event, Queued):
+            return f": queued position={event.position}\n\n".encode()
+        return b": loading\n\n"
+
+    def heartbeat(self) -> bytes:
+        return b": waiting\n\n"
+
+
 class EngineStream:
     """ASGI response streaming one generation through a ``StreamEncoder``.
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -159,6 +159,14 @@ class StructuredOutput:
                                     f"attempts (this runtime cannot constrain decoding): {error}")
             self.retries += 1
             gen = _retry_request(gen, text, error)
+
+
+def start_generation(engine: Engine, gen: GenerationRequest, structured: StructuredOutput | None
+                     ) -> tuple[AsyncIterator[EngineEvent], Callable[[], dict[str, str]]]:
+    """The generation's events, and its extra response headers (called when the headers are sent)."""
+    if structured is None:
+        return engine.generate(gen), dict
+    return structured.events(gen), structured.headers
 
 
 def _retry_request(gen: GenerationRequest, reply: str, error: str) -> GenerationRequest:
