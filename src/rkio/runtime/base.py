@@ -241,6 +241,14 @@ class Runtime(Protocol):
         ...
 
 
+def require_mode(runtime: Runtime, mode: InferMode) -> None:
+    """Raise ``Unsupported`` when ``runtime`` cannot run in infer ``mode`` (generate always works)."""
+    if mode == "hidden":
+        require(runtime, Feature.LAST_HIDDEN_LAYER)
+    elif mode == "logits":
+        require(runtime, Feature.LOGITS)
+
+
 def require(runtime: Runtime, feature: Feature) -> None:
     """Raise ``Unsupported`` naming the runtime when it lacks ``feature``."""
     if feature not in runtime.features:
