@@ -140,6 +140,7 @@ class ModelEngine:
         """Queue, load if needed, run. Raises RkioError subclasses; closing the iterator cancels."""
         spec = self.model(request.model)
         if request.lease is not None:
+            spec = self._lease_spec(spec, request.lease)
             request = self._with_lease_sampling(request)
         async for event in session.generate(self._supervisor(), spec, request):
             yield event
@@ -202,8 +203,13 @@ class ModelEngine:
 
     async def runtime_call(self, lease: str, call: RuntimeCall) -> object:
         """Run ``call`` in the lease's runner once its handle is idle (queued like a generation)."""
-        spec = self.model(self._lease_model(lease))
+        spec = self._lease_spec(self.model(self._lease_model(lease)), lease)
         return await calls.runtime_call(self._supervisor(), spec, lease, call)
+
+    def _lease_spec(self, spec: ModelSpec, lease: str) -> ModelSpec:
+        """The model as the lease opened it: its context need is the lease's, not the model's default."""
+        wanted = self._lease_loads.get(lease)
+        return spec if wanted is None else replace(spec, load=wanted)
 
     def _lease_model(self, lease: str) -> str:
         scheduler = self._supervisor().scheduler

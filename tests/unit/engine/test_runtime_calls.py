@@ -1,0 +1,98 @@
+"""Engine.runtime_call, open_lease overrides and lease_info on the shell with fake runners (no sleeps)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from engine_fakes import spec
+from fake_runner import FakeFactory, FakeRegistry
+
+from rkio.config import Settings
+from rkio.engine.engine import ModelEngine
+from rkio.engine.types import GenerationRequest, HandleState, LoadOverrides, RuntimeCall
+from rkio.errors import InvalidRequest, RunnerCrashed
+from rkio.runtime.base import GenerateParams
+from rkio.units import GiB
+
+pytestmark = pytest.mark.timeout(10)
+
+
+@pytest.fixture
+async def env(tmp_path: Path) -> AsyncIterator[tuple[ModelEngine, FakeFactory, Path]]:
+    factory = FakeFactory()
+    models = tmp_path / "models"
+    (models / "a").mkdir(parents=True)
+    (models / "a" / "style.lora").write_bytes(b"x")
+    settings = Settings(memory_budget=16 * GiB, state_dir=tmp_path, models_dir=models)
+    engine = ModelEngine(settings, FakeRegistry(spec("a")), factory, mem_probe=lambda: None)  # type: ignore[arg-type]
+    await engine.start()
+    yield engine, factory, models
+    await engine.stop(grace=0)
+
+
+async def test_a_call_runs_in_the_leases_runner_with_the_lease_as_kv_owner(env: Any) -> None:
+    engine, factory, models = env
+    lease = await engine.open_lease("a")
+    assert await engine.runtime_call(lease, RuntimeCall("get_kv_cache_size")) == [1]
+    await engine.runtime_call(lease, RuntimeCall("load_lora", {"lora_adapter_path": "a/style.lora",
+                                                               "lora_adapter_name": "s"}))
+    runner = factory.last("a")
+    assert runner.calls[0] == ("get_kv_cache_size", {}, lease)
+    op, args, owner = runner.calls[1]
+    assert (op, owner) == ("load_lora", lease)
+    assert args["lora_adapter_path"] == str((models / "a/style.lora").resolve())
+    sup = engine._sup
+    await sup.until(lambda: not sup.scheduler.running)  # each call held and released the runner
+
+
+async def test_a_call_waits_for_the_running_generation(env: Any) -> None:
+    engine, factory, _ = env
+    lease = await engine.open_lease("a")
+    runner = factory.last("a")
+    gate = runner.gate = asyncio.Event()
+    gate.set()  # one token, then the generation waits at the gate
+    request = GenerationRequest(model="a", lease=lease, runtime_input=GenerateParams(prompt="x"),
+                                handle_state=HandleState(lease))
+    stream = engine.generate(request)
+    await stream.__anext__()  # the first token: the generation holds the runner
+    call = asyncio.ensure_future(engine.runtime_call(lease, RuntimeCall("get_kv_cache_size")))
+    await engine._sup.until(lambda: engine.status().queue_length == 1)
+    assert not call.done() and runner.calls == []
+    runner.gate = None
+    gate.set()
+    _ = [event async for event in stream]
+    assert await call == [1]
+    assert runner.generations[0].handle_state == HandleState(lease)
+    assert runner.generations[0].messages is None and runner.generations[0].params.prompt == "x"
+
+
+async def test_bad_calls_and_unknown_leases_are_invalid(env: Any) -> None:
+    engine, _, _ = env
+    lease = await engine.open_lease("a")
+    with pytest.raises(InvalidRequest, match="inside the models directory"):
+        await engine.runtime_call(lease, RuntimeCall("load_lora", {"lora_adapter_path": "../../etc/passwd",
+                                                                   "lora_adapter_name": "x"}))
+    with pytest.raises(InvalidRequest, match="unknown runtime call"):
+        await engine.runtime_call(lease, RuntimeCall("rkllm_destroy"))  # type: ignore[arg-type]
+    with pytest.raises(InvalidRequest, match="no open lease"):
+        await engine.runtime_call("nope", RuntimeCall("get_kv_cache_size"))
+
+
+async def test_lease_info_reports_the_parameters_in_effect_and_crashes_kill_the_lease(env: Any) -> None:
+    engine, factory, _ = env
+    lease = await engine.open_lease("a", LoadOverrides(n_keep=4, max_context_len=2048))
+    info = engine.lease_info(lease)
+    assert (info.model, info.runtime, info.load.n_keep) == ("a", "rkllm-fake", 4)
+    assert info.load.max_context_len == 2048 and "clear_kv_cache" in info.features
+    runner = factory.last("a")
+    runner.crash_at = 0
+    with pytest.raises(RunnerCrashed):
+        _ = [e async for e in engine.generate(GenerationRequest(model="a", prompt="x", lease=lease))]
+    with pytest.raises(RunnerCrashed):
+        await engine.runtime_call(lease, RuntimeCall("get_kv_cache_size"))
+    with pytest.raises(RunnerCrashed):
+        engine.lease_info(lease)
