@@ -7,13 +7,14 @@ of a generation. The lease id is the KV owner the runner checks.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from rkio.engine.events import Cancel, GenerationDone, Request
 from rkio.engine.session import _unread_grant
 from rkio.engine.supervisor import Finished, Grant, Supervisor
-from rkio.engine.types import ModelSpec, RuntimeCall
+from rkio.engine.types import GenerationRequest, ModelSpec, RuntimeCall
 from rkio.errors import InvalidRequest, RkioError, RunnerCrashed, RuntimeFailure
 
 OPS = ("load_lora", "get_kv_cache_size", "clear_kv_cache")
@@ -28,14 +29,33 @@ def call_args(call: RuntimeCall, models_dir: Path) -> dict[str, Any]:
         given = args.get("lora_adapter_path")
         if not isinstance(given, str) or not given:
             raise InvalidRequest("load_lora needs lora_adapter_path (a file in the models directory)")
-        root = models_dir.resolve()
-        path = (root / given).resolve()
-        if not path.is_relative_to(root):
-            raise InvalidRequest("lora_adapter_path must name a file inside the models directory")
-        if not path.is_file():
+        path = inside_models_dir(given, models_dir, "lora_adapter_path")
+        if not Path(path).is_file():
             raise InvalidRequest(f"LoRA adapter {given!r} does not exist in the models directory")
-        args["lora_adapter_path"] = str(path)
+        args["lora_adapter_path"] = path
     return args
+
+
+def inside_models_dir(given: str, models_dir: Path, what: str) -> str:
+    """``given`` (relative to the models directory, or absolute) as an absolute path inside it."""
+    root = models_dir.resolve()
+    path = (root / given).resolve()
+    if not path.is_relative_to(root):
+        raise InvalidRequest(f"{what} must name a file inside the models directory")
+    return str(path)
+
+
+def with_checked_paths(request: GenerationRequest, models_dir: Path) -> GenerationRequest:
+    """A lease's prompt-cache paths (loaded or saved by the runtime) resolved inside the models directory."""
+    state, params = request.handle_state, request.runtime_input
+    if state is not None and state.prompt_cache_path is not None:
+        state = replace(state, prompt_cache_path=inside_models_dir(
+            state.prompt_cache_path, models_dir, "prompt_cache_path"))
+    if params is not None and params.prompt_cache is not None:
+        cache = replace(params.prompt_cache, path=inside_models_dir(
+            params.prompt_cache.path, models_dir, "prompt_cache_path"))
+        params = replace(params, prompt_cache=cache)
+    return replace(request, handle_state=state, runtime_input=params)
 
 
 def kv_effect(call: RuntimeCall) -> bool | None:

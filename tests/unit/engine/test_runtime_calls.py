@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from rkio.config import Settings
 from rkio.engine.engine import ModelEngine
 from rkio.engine.types import GenerationRequest, HandleState, LoadOverrides, RuntimeCall
 from rkio.errors import InvalidRequest, RunnerCrashed
-from rkio.runtime.base import GenerateParams
+from rkio.runtime.base import GenerateParams, PromptCacheParams
 from rkio.units import GiB
 
 pytestmark = pytest.mark.timeout(10)
@@ -96,3 +97,20 @@ async def test_lease_info_reports_the_parameters_in_effect_and_crashes_kill_the_
         await engine.runtime_call(lease, RuntimeCall("get_kv_cache_size"))
     with pytest.raises(RunnerCrashed):
         engine.lease_info(lease)
+
+
+async def test_prompt_cache_paths_stay_inside_the_models_directory(env: Any) -> None:
+    engine, factory, models = env
+    lease = await engine.open_lease("a")
+    cache = PromptCacheParams(save=True, path="a/chat.cache")
+    request = GenerationRequest(model="a", lease=lease,
+                                runtime_input=GenerateParams(prompt="x", prompt_cache=cache),
+                                handle_state=HandleState(lease, prompt_cache_path="a/old.cache"))
+    _ = [e async for e in engine.generate(request)]
+    gen = factory.last("a").generations[0]
+    assert gen.params.prompt_cache is not None and gen.handle_state is not None
+    assert gen.params.prompt_cache.path == str((models / "a/chat.cache").resolve())
+    assert gen.handle_state.prompt_cache_path == str((models / "a/old.cache").resolve())
+    escaping = replace(request, handle_state=HandleState(lease, prompt_cache_path="/etc/shadow"))
+    with pytest.raises(InvalidRequest, match="inside the models directory"):
+        _ = [e async for e in engine.generate(escaping)]
