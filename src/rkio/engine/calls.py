@@ -11,8 +11,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from rkio.engine.events import Cancel, GenerationDone, Request
-from rkio.engine.session import _unread_grant
+from rkio.engine.events import GenerationDone, Request
+from rkio.engine.session import end_request
 from rkio.engine.supervisor import Finished, Grant, Supervisor
 from rkio.engine.types import GenerationRequest, ModelSpec, RuntimeCall
 from rkio.errors import InvalidRequest, RkioError, RunnerCrashed, RuntimeFailure
@@ -90,10 +90,4 @@ async def runtime_call(sup: Supervisor, spec: ModelSpec, lease: str, call: Runti
         sup.post(GenerationDone(rid, "ok"))
         return value
     finally:
-        grant = grant or _unread_grant(box)
-        sup.close_mailbox(rid)
-        if not ended:
-            if grant is None:
-                sup.post(Cancel(rid))
-            else:
-                sup.abandon(rid, None, grant.runner)
+        end_request(sup, rid, box, grant, None, ended)
