@@ -114,3 +114,20 @@ async def test_prompt_cache_paths_stay_inside_the_models_directory(env: Any) -> 
     escaping = replace(request, handle_state=HandleState(lease, prompt_cache_path="/etc/shadow"))
     with pytest.raises(InvalidRequest, match="inside the models directory"):
         _ = [e async for e in engine.generate(escaping)]
+
+
+async def test_a_lease_survives_a_managed_re_init_and_keeps_its_parameters(env: Any) -> None:
+    engine, factory, _ = env
+    lease = await engine.open_lease("a", LoadOverrides(max_context_len=2048, n_keep=4))
+    factory.load_gate = asyncio.Event()  # hold the reload
+    async def http_request() -> list[Any]:
+        return [e async for e in engine.generate(GenerationRequest(model="a", prompt="x"))]
+
+    http = asyncio.ensure_future(http_request())
+    await engine._sup.until(lambda: engine.status().loaded and engine.status().loaded[0].state == "loading")
+    info = engine.lease_info(lease)  # the instance is being replaced, the lease is not dead
+    assert (info.runtime, info.load.n_keep, info.load.max_context_len) == ("rkllm-fake", 4, 4096)
+    factory.load_gate.set()
+    await http
+    assert len(factory.runners) == 2 and factory.runners[1].load.n_keep == 4
+    assert engine.lease_info(lease).load.max_context_len == 4096
