@@ -12,7 +12,7 @@ from engine_sim import EngineFactory, SimModels, settle
 import simkit
 from rkio.engine.engine import ModelEngine
 from rkio.engine.types import Done, GenerationRequest, HandleState, LoadOverrides, RuntimeCall, TokenChunk
-from rkio.errors import InvalidRequest, RunnerCrashed
+from rkio.errors import InvalidRequest, RunnerCrashed, Unsupported
 from rkio.runtime.base import ChatTemplateOverride, FunctionTools, GenerateParams
 
 PIRATE = ChatTemplateOverride("arr matey ", "", "")
@@ -160,3 +160,27 @@ async def test_a_crashed_runner_leaves_a_dead_lease(engines: EngineFactory, mode
     with pytest.raises(RunnerCrashed):
         engine.lease_info(lease)
     await engine.close_lease(lease)
+
+
+async def test_what_rkllm_1_1_lacks_is_unsupported_and_the_runner_lives_on(
+        engines: EngineFactory, models: SimModels, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RKIO_RKLLM_LIB", str(simkit.sim_library("1.1.4")))
+    monkeypatch.setenv("RKIO_RKLLM_ABI", "1.1.4")
+    models.add("m", 64 * simkit.MiB)
+    engine = await engines()
+    lease = await engine.open_lease("m")
+    assert engine.lease_info(lease).runtime == "rkllm-1.1"
+    pid = engine.status().loaded[0].pid
+    with pytest.raises(Unsupported, match="set_chat_template"):
+        await run(engine, lease, "x", HandleState(lease, chat_template=PIRATE))
+    with pytest.raises(Unsupported, match="logits output"):
+        await run(engine, lease, "x", mode="logits")
+    with pytest.raises(Unsupported, match="get_kv_cache_size"):
+        await engine.runtime_call(lease, RuntimeCall("get_kv_cache_size"))
+    with pytest.raises(Unsupported, match="keep_history"):
+        await run(engine, lease, "x", keep_history=True)
+    text, _ = await run(engine, lease, "still here [[n=2]]")
+    assert text == reply("still here [[n=2]]", 2)
+    _, done = await run(engine, lease, "alpha", mode="hidden")  # 1.1 has hidden states (state 4)
+    assert done.outputs is not None and done.outputs.shape[1] == 64
+    assert engine.status().loaded[0].pid == pid
