@@ -7,14 +7,16 @@ of a generation. The lease id is the KV owner the runner checks.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from rkio.engine.events import GenerationDone, Request
+from rkio.engine.events import GenerationDone, Request, TokenStall
 from rkio.engine.session import end_request
 from rkio.engine.supervisor import Finished, Grant, Supervisor
 from rkio.engine.types import GenerationRequest, ModelSpec, RuntimeCall
+from rkio.engine.watchdog import Watchdog
 from rkio.errors import InvalidRequest, RkioError, RunnerCrashed, RuntimeFailure
 
 OPS = ("load_lora", "get_kv_cache_size", "clear_kv_cache")
@@ -80,12 +82,20 @@ async def runtime_call(sup: Supervisor, spec: ModelSpec, lease: str, call: Runti
             elif type(item) is Finished:
                 ended = True
                 raise item.error or RuntimeFailure("request finished without a grant")
+        # a runtime that hangs in a call is handled like a generation without a first token: the
+        # scheduler aborts, and kills the runner when the abort does not help (calls cannot be aborted)
+        settings = sup.settings
+        watchdog = Watchdog(asyncio.get_running_loop(), settings.first_token_timeout,
+                            settings.token_stall_timeout, lambda first: sup.post(TokenStall(rid, first)))
+        watchdog.start()
         try:
             value = await grant.runner.call(call.op, args, lease)
         except RkioError as exc:
             ended = True
             sup.post(GenerationDone(rid, "crashed" if isinstance(exc, RunnerCrashed) else "error"))
-            raise
+            raise box.error or exc from None
+        finally:
+            watchdog.cancel()
         ended = True
         sup.post(GenerationDone(rid, "ok"))
         return value

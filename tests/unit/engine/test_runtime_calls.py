@@ -14,8 +14,9 @@ from fake_runner import FakeFactory, FakeRegistry
 
 from rkio.config import Settings
 from rkio.engine.engine import ModelEngine
+from rkio.engine.events import TokenStall
 from rkio.engine.types import GenerationRequest, HandleState, LoadOverrides, RuntimeCall
-from rkio.errors import InvalidRequest, RunnerCrashed
+from rkio.errors import GenerationTimeout, InvalidRequest, RunnerCrashed
 from rkio.runtime.base import GenerateParams, PromptCacheParams
 from rkio.units import GiB
 
@@ -131,3 +132,20 @@ async def test_a_lease_survives_a_managed_re_init_and_keeps_its_parameters(env: 
     await http
     assert len(factory.runners) == 2 and factory.runners[1].load.n_keep == 4
     assert engine.lease_info(lease).load.max_context_len == 4096
+
+
+async def test_a_call_the_runtime_hangs_in_times_out_kills_the_runner_and_the_lease(env: Any) -> None:
+    engine, factory, _ = env
+    lease = await engine.open_lease("a")
+    runner = factory.last("a")
+    runner.call_gate, runner.abort_ok = asyncio.Event(), False  # never answers, ignores the abort
+    call = asyncio.ensure_future(engine.runtime_call(lease, RuntimeCall("clear_kv_cache")))
+    sup = engine._sup
+    await sup.until(lambda: bool(sup.scheduler.running))
+    [rid] = sup.scheduler.running
+    sup.post(TokenStall(rid, first_token=True))  # what the call's watchdog posts at its deadline
+    with pytest.raises(GenerationTimeout):
+        await call
+    assert runner.killed
+    with pytest.raises(RunnerCrashed):  # the lease died with its runner
+        await engine.runtime_call(lease, RuntimeCall("get_kv_cache_size"))
