@@ -47,15 +47,32 @@ def inside_models_dir(given: str, models_dir: Path, what: str) -> str:
     return str(path)
 
 
-def with_checked_paths(request: GenerationRequest, models_dir: Path) -> GenerationRequest:
-    """A lease's prompt-cache paths (loaded or saved by the runtime) resolved inside the models directory."""
+def prompt_cache_dir(state_dir: Path) -> Path:
+    """Where the runtime saves and loads prompt caches (a relative path is taken relative to it)."""
+    return state_dir / "prompt-cache"
+
+
+def prompt_cache_path(given: str, models_dir: Path, state_dir: Path) -> str:
+    """A prompt-cache file the runtime may read or write: in the prompt-cache directory or the models
+    directory, never elsewhere (a saved cache is written by the runtime itself)."""
+    caches = prompt_cache_dir(state_dir).resolve()
+    path = (caches / given).resolve()
+    if not (path.is_relative_to(caches) or path.is_relative_to(models_dir.resolve())):
+        raise InvalidRequest(f"prompt_cache_path must name a file in {caches} or the models directory")
+    return str(path)
+
+
+def with_checked_paths(request: GenerationRequest, models_dir: Path, state_dir: Path) -> GenerationRequest:
+    """A lease's prompt-cache paths (loaded or saved by the runtime) checked and made absolute."""
     state, params = request.handle_state, request.runtime_input
     if state is not None and state.prompt_cache_path is not None:
-        state = replace(state, prompt_cache_path=inside_models_dir(
-            state.prompt_cache_path, models_dir, "prompt_cache_path"))
+        state = replace(state, prompt_cache_path=prompt_cache_path(
+            state.prompt_cache_path, models_dir, state_dir))
     if params is not None and params.prompt_cache is not None:
-        cache = replace(params.prompt_cache, path=inside_models_dir(
-            params.prompt_cache.path, models_dir, "prompt_cache_path"))
+        cache = replace(params.prompt_cache, path=prompt_cache_path(
+            params.prompt_cache.path, models_dir, state_dir))
+        if cache.save:
+            prompt_cache_dir(state_dir).mkdir(parents=True, exist_ok=True)
         params = replace(params, prompt_cache=cache)
     return replace(request, handle_state=state, runtime_input=params)
 

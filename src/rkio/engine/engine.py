@@ -144,7 +144,7 @@ class ModelEngine:
             spec = self._lease_spec(spec, request.lease)
             request = self._with_lease_sampling(request)
         if request.handle_state is not None or request.runtime_input is not None:
-            request = calls.with_checked_paths(request, self.settings.models_dir)
+            request = calls.with_checked_paths(request, self.settings.models_dir, self.settings.state_dir)
         async for event in session.generate(self._supervisor(), spec, request):
             yield event
 

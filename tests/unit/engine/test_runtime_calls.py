@@ -103,17 +103,18 @@ async def test_lease_info_reports_the_parameters_in_effect_and_crashes_kill_the_
 async def test_prompt_cache_paths_stay_inside_the_models_directory(env: Any) -> None:
     engine, factory, models = env
     lease = await engine.open_lease("a")
-    cache = PromptCacheParams(save=True, path="a/chat.cache")
-    request = GenerationRequest(model="a", lease=lease,
-                                runtime_input=GenerateParams(prompt="x", prompt_cache=cache),
-                                handle_state=HandleState(lease, prompt_cache_path="a/old.cache"))
+    cache = PromptCacheParams(save=True, path="chat.cache")
+    state = HandleState(lease, prompt_cache_path=str(models / "a/old.cache"))
+    request = GenerationRequest(model="a", lease=lease, handle_state=state,
+                                runtime_input=GenerateParams(prompt="x", prompt_cache=cache))
     _ = [e async for e in engine.generate(request)]
     gen = factory.last("a").generations[0]
     assert gen.params.prompt_cache is not None and gen.handle_state is not None
-    assert gen.params.prompt_cache.path == str((models / "a/chat.cache").resolve())
+    caches = (models.parent / "prompt-cache").resolve()  # <state dir>/prompt-cache
+    assert gen.params.prompt_cache.path == str(caches / "chat.cache") and caches.is_dir()
     assert gen.handle_state.prompt_cache_path == str((models / "a/old.cache").resolve())
     escaping = replace(request, handle_state=HandleState(lease, prompt_cache_path="/etc/shadow"))
-    with pytest.raises(InvalidRequest, match="inside the models directory"):
+    with pytest.raises(InvalidRequest, match="prompt_cache_path must name a file in"):
         _ = [e async for e in engine.generate(escaping)]
 
 
