@@ -14,7 +14,8 @@ from rkio.runtime.base import FinishReason, GenerationResult, Perf, Token, Token
 from rkio.runtime.rkllm.layouts import RUN_ERROR, RUN_FINISH, RUN_NORMAL, RUN_WAITING
 from rkio.runtime.utf8 import Utf8Reassembler
 
-CONTINUE, PAUSE = 0, 1  # what an int-returning result callback tells the runtime
+CONTINUE, PAUSE = 0, 1  # what an int-returning result callback tells the runtime (1.2.1+; void before)
+TOKEN_STATES = frozenset((RUN_NORMAL, RUN_WAITING))  # callbacks of a run that is still generating
 
 
 class RunSession:
@@ -81,6 +82,11 @@ class RunSession:
             return
         if self.sink(Token(text, self.last_token_id)) is False:
             self.stop_requested = True
+
+    @property
+    def ended(self) -> bool:
+        """The runtime reported the end of the run (FINISH, ERROR) or was told to pause."""
+        return self.finished or self.runtime_error or self.paused
 
     def result(self, returned: int) -> GenerationResult:
         """The outcome once rkllm_run returned ``returned``; raises what the run recorded."""
