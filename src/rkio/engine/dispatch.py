@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from rkio.engine import planner
+from rkio.engine import planner, sampling_groups
 from rkio.engine.ledger import ModelEntry, Running, Waiter
 from rkio.engine.types import Loading, Queued
 from rkio.errors import InsufficientMemory, QueueTimeout
@@ -54,10 +54,11 @@ def _grant(s: Scheduler, now: float) -> bool:
         if entry is None or entry.state != "idle" or entry.unload_requested:
             continue
         queue = s.queues[model]
-        while queue and queue[0].kind == "generate" and queue[0].need_ctx <= entry.ctx:
+        while (waiter := sampling_groups.grantable(queue, entry)) is not None:
             if entry.npu and s.lanes_used >= s.config.npu_lanes:
                 break
-            waiter = queue.popleft()
+            sampling_groups.granted(queue, waiter)
+            queue.remove(waiter)
             del s.waiters[waiter.request_id]
             load_s = entry.load_s if entry.loaded_at >= waiter.arrived else None
             if not s.effects.grant(waiter.request_id, model, entry.incarnation, load_s):
@@ -89,6 +90,9 @@ def _stop_idle(s: Scheduler, now: float) -> bool:
                 continue
             s.counters["reinits"] += 1
             reason = "reinit"
+        elif sampling_groups.reinit_for(s.queues.get(entry.name, ()), entry) is not None:
+            s.counters["sampling_reinits"] += 1
+            reason = "reinit (sampling)"
         elif (expiry := s._expiry(entry)) is not None and expiry <= now:
             s.counters["expirations"] += 1
             reason = "expired"
@@ -132,7 +136,7 @@ def _start_load(s: Scheduler, now: float) -> None:
     candidates = sorted((q[0].seq, model) for model, q in s.queues.items() if q and model not in s.models)
     for seq, model in candidates:
         queue = s.queues[model]
-        spec = queue[0].spec
+        spec = sampling_groups.load_spec(queue)
         ctx = max(w.need_ctx for w in queue)
         nbytes, learned = s.footprint(spec, ctx)
         need = planner.Need(model, nbytes, spec.runtime == "rkllm", spec.base_domain_id)

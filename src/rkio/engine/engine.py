@@ -15,6 +15,7 @@ from rkio.engine import meminfo, session
 from rkio.engine.events import CloseLease, Request, Shutdown, Unload
 from rkio.engine.footprints import FootprintStore
 from rkio.engine.planner import derive_budget
+from rkio.engine.run_plan import RunPlan, plan_generation
 from rkio.engine.status import snapshot
 from rkio.engine.supervisor import Finished, RunnerFactory, Supervisor
 from rkio.engine.types import EngineEvent, EngineStatus, GenerationRequest, ModelSpec
@@ -130,6 +131,11 @@ class ModelEngine:
         spec = self.model(request.model)
         async for event in session.generate(self._supervisor(), spec, request):
             yield event
+
+    def plan(self, request: GenerationRequest) -> RunPlan:
+        """What ``request`` will get (whose sampling, what is left out), known before it runs."""
+        spec = self.model(request.model)
+        return plan_generation(spec, session.runner_generation(spec, request))
 
     async def _call(self, make: Callable[[int], Any]) -> None:
         sup = self._supervisor()

@@ -10,6 +10,7 @@ from typing import Literal
 
 from rkio.engine.types import ModelSpec, RunnerExit, RunnerMemory
 from rkio.errors import RkioError
+from rkio.runtime.base import Sampling
 
 RequestKind = Literal["generate", "load"]
 Outcome = Literal["ok", "error", "cancelled", "crashed"]
@@ -30,6 +31,7 @@ class Request:
     keep_alive: float | None = None
     lease: str | None = None
     open_lease: bool = False
+    sampling: Sampling | None = None  # serve from a model loaded with this sampling (sampling = "reinit")
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from rkio.config import Settings
 from rkio.engine.events import RequestKind
 from rkio.engine.planner import ResidentState
 from rkio.engine.types import ModelSpec, RunnerMemory
+from rkio.runtime.base import Sampling
 from rkio.units import MiB
 
 FootprintFn = Callable[[ModelSpec, int], tuple[int, bool]]
@@ -45,6 +46,8 @@ class Waiter:
     open_lease: bool = False
     position: int = -1  # last Queued position told to the client
     told_loading: bool = False
+    sampling: Sampling | None = None  # a sampling re-init wish (rkio.engine.sampling_groups)
+    overtaken: int = 0  # grants to waiters behind this head that fit the loaded sampling
 
     @property
     def model(self) -> str:

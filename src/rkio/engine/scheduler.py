@@ -56,7 +56,7 @@ from rkio.errors import (
 
 COUNTERS = ("requests", "granted", "completed", "failed", "cancelled", "rejected_busy", "queue_timeouts",
             "loads", "load_failures", "evictions", "expirations", "unloads", "reinits", "crashes", "stalls",
-            "quarantines", "insufficient_memory")
+            "quarantines", "insufficient_memory", "sampling_reinits")
 
 
 class Scheduler:
@@ -107,7 +107,8 @@ class Scheduler:
             full = f"the request queue is full ({self.config.max_queue} waiting)"
             return self.effects.finish(rid, Busy(full, retry_after=self._retry_after()))
         waiter = Waiter(rid, spec, ev.kind, _need_ctx(spec, ev.num_ctx), ev.keep_alive, now,
-                        now + self.config.queue_timeout, next(self._seq), ev.lease, ev.open_lease)
+                        now + self.config.queue_timeout, next(self._seq), ev.lease, ev.open_lease,
+                        sampling=ev.sampling)
         self.waiters[rid] = waiter
         self.queues.setdefault(spec.name, deque()).append(waiter)
 

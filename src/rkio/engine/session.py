@@ -12,6 +12,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, Literal
 
 from rkio.engine.events import Cancel, GenerationDone, Outcome, Request, TokenStall
+from rkio.engine.run_plan import plan_generation
 from rkio.engine.supervisor import Finished, Grant, Supervisor
 from rkio.engine.types import (
     ChatMessage,
@@ -35,7 +36,8 @@ def runner_generation(spec: ModelSpec, request: GenerationRequest) -> RunnerGene
 
     A completion prompt is wrapped as one user message unless ``raw``. Per-request sampling is passed
     on; the runner applies it only where the runtime supports per-run sampling and otherwise keeps the
-    sampling the model was loaded with (changing it would need a re-init for every request).
+    sampling the model was loaded with (``rkio.engine.run_plan`` says which, and ``sampling = "reinit"``
+    models are loaded with the request's sampling instead).
     """
     prompt: str | None = None
     messages = request.messages
@@ -59,10 +61,13 @@ async def generate(
 ) -> AsyncIterator[EngineEvent]:
     """Queue ``request``, wait for its grant, stream the runner's chunks, end with ``Done``."""
     gen = runner_generation(spec, request)
+    # sampling = "reinit" models without per-run sampling are served loaded with the request's sampling
+    wish = gen.params.sampling if plan_generation(spec, gen).reinit else None
     rid, box = sup.open_mailbox()
     clock = sup.clock
     arrived = clock()
-    sup.post(Request(rid, spec, "generate", request.num_ctx, request.keep_alive, request.lease))
+    sup.post(Request(rid, spec, "generate", request.num_ctx, request.keep_alive, request.lease,
+                     sampling=wish))
     grant: Grant | None = None
     ended = False  # the scheduler already knows this request is over (finished or GenerationDone posted)
     stream: AsyncGenerator[Any, None] | None = None

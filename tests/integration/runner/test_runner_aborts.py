@@ -9,54 +9,18 @@ simulator's per-handle record is readable.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
+from runner_inproc import run
 
 import simkit
-from rkio.engine.runner.frames import Abort, Done, Generate, Tokens
-from rkio.engine.types import ChatMessage, RunnerGeneration
-from rkio.runtime.base import GenerateParams, LoadParams
+from rkio.engine.types import ChatMessage
 from rkio.runtime.rkllm import RkllmRuntime
 from simkit.introspect import Sim
-from unit.runner.runner_fakes import Peer, make_spec
+from unit.runner.runner_fakes import Peer
 
 pytestmark = pytest.mark.timeout(120)
 
 RUNS = 4
-
-
-@pytest.fixture(params=simkit.FLAVOURS)
-def served(request: pytest.FixtureRequest, tmp_path: Path,
-           monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Peer, RkllmRuntime, Sim]]:
-    for name in ("RKLLM_SIM_FAULT", "RKLLM_SIM_TOKEN_US", "RKIO_RKLLM_ABI", "RKIO_RKLLM_LIB"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("RKLLM_SIM_STATE", str(tmp_path / "sim-state"))
-    library = simkit.sim_library(str(request.param))
-    model = simkit.make_model(tmp_path / "m.rkllm", 1 << 20, token_us=200)
-    runtime = RkllmRuntime(str(library))
-    peer = Peer(runtime)  # type: ignore[arg-type]
-    spec = make_spec(path=str(model), load=LoadParams(str(model), max_context_len=2048, max_new_tokens=512))
-    peer.load(spec)
-    yield peer, runtime, Sim(library)
-    peer.sock.close()
-    peer.thread.join(10)
-
-
-def run(peer: Peer, prompt: str | None = None, *, messages: tuple[ChatMessage, ...] | None = None,
-        max_tokens: int | None = None, stop: tuple[str, ...] = (), abort: bool = False) -> tuple[str, Done]:
-    params = GenerateParams(prompt=prompt, max_new_tokens=max_tokens)
-    peer.send(Generate(RunnerGeneration(params=params, messages=messages, stop=stop)))
-    frames = [peer.recv()]
-    if abort:
-        assert isinstance(frames[0], Tokens)
-        peer.send(Abort())
-    while not isinstance(frames[-1], Done):
-        frames.append(peer.recv())
-    done = frames[-1]
-    assert isinstance(done, Done)
-    return "".join(f.text for f in frames if isinstance(f, Tokens)), done
 
 
 def test_no_abort_reaches_an_idle_handle_whatever_ends_the_reply(
