@@ -7,11 +7,11 @@ from dataclasses import replace
 
 import pytest
 from runner_inproc import run
-from unit.runner.runner_fakes import Peer
 
 from rkio.runtime.base import Sampling
 from rkio.runtime.rkllm import RkllmRuntime
 from simkit.introspect import Sim
+from unit.runner.runner_fakes import Peer
 
 pytestmark = pytest.mark.timeout(60)
 
