@@ -12,7 +12,7 @@ search and ABI detection over the same environment (runners inherit it), without
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Literal
 
@@ -20,6 +20,8 @@ from rkio.engine.types import ModelSpec, RunnerGeneration
 from rkio.errors import RkioError
 from rkio.runtime.base import Feature, GenerateParams
 from rkio.runtime.fit import SAMPLING, fit_to_runtime
+
+IMAGES = "images"
 
 SamplingSource = Literal["request", "loaded", "reinit"]
 """``request``: applied per run; ``loaded``: the model's loaded sampling applies (the request gave none,
@@ -87,8 +89,17 @@ def _rkllm(abi: str | None, library_env: str | None, abi_env: str | None) -> tup
 def plan_generation(spec: ModelSpec, gen: RunnerGeneration) -> RunPlan:
     """The plan for what ``session.runner_generation`` made of a request on ``spec``."""
     runtime, features = runtime_features(spec)
-    return plan_run(spec, gen.params, rendered=gen.messages is not None, features=features,
-                    runtime=runtime)
+    return plan_for(spec, gen, features, runtime)
+
+
+def plan_for(spec: ModelSpec, gen: RunnerGeneration, features: frozenset[str] | None,
+             runtime: str | None = None) -> RunPlan:
+    """``plan_generation`` with the runtime's features given."""
+    plan = plan_run(spec, gen.params, rendered=gen.messages is not None, features=features, runtime=runtime)
+    if any(message.images for message in gen.messages or ()):
+        # chat images are accepted but no runner passes them to a vision encoder yet: the text runs alone
+        plan = replace(plan, not_applied=(*plan.not_applied, IMAGES))
+    return plan
 
 
 def per_request_sampling(spec: ModelSpec) -> bool | None:

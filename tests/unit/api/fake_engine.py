@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
-from rkio.engine.run_plan import RunPlan, plan_run
+from rkio.engine.run_plan import RunPlan, plan_for
 from rkio.engine.session import runner_generation
 from rkio.engine.types import (
     Done,
@@ -129,8 +129,7 @@ class FakeEngine:
         """The real planning over ``rkllm_features`` (rkllm models) or llama.cpp's features."""
         model = self.model(request.model)
         features = LLAMA_FEATURES if model.runtime == "llamacpp" else self.rkllm_features
-        gen = runner_generation(model, request)
-        return plan_run(model, gen.params, rendered=gen.messages is not None, features=features)
+        return plan_for(model, runner_generation(model, request), features)
 
     async def _run(self, request: GenerationRequest) -> AsyncIterator[EngineEvent]:
         self.requests.append(request)

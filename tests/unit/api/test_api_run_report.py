@@ -80,3 +80,10 @@ async def test_access_log_and_metrics_name_what_was_not_applied(
     assert "sampling=loaded" in line and "not_applied=sampling" in line
     metrics = (await client.get("/metrics")).text
     assert 'rkio_settings_not_applied_total{model="qwen",setting="sampling"} 1' in metrics
+
+
+async def test_chat_images_are_named_as_not_applied(client: httpx.AsyncClient) -> None:
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+    r = await client.post(CHAT, json=_chat(messages=[{"role": "user", "content": [
+        {"type": "text", "text": "what is this"}, image]}]))
+    assert r.status_code == 200 and r.headers["x-rkio-not-applied"] == "images"
