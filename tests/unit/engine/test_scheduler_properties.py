@@ -83,7 +83,7 @@ class SchedulerMachine(RuleBasedStateMachine):
 
     @rule(model=st.sampled_from(MODELS), kind=st.sampled_from(["generate", "generate", "load"]),
           num_ctx=st.sampled_from([None, 2048, 8192]), keep_alive=st.sampled_from([None, 0, -1, 10]),
-          sampling=st.sampled_from([None, None, WARM, COOL]))
+          sampling=st.sampled_from([None, WARM, COOL]))
     def request(self, model: Any, kind: str, num_ctx: int | None, keep_alive: float | None,
                 sampling: Sampling | None) -> None:
         self.next_id += 1
