@@ -8,7 +8,9 @@ from dataclasses import replace
 import pytest
 from runner_inproc import run
 
-from rkio.runtime.base import Sampling
+from rkio.engine.runner.frames import Done, Error, Generate
+from rkio.engine.types import RunnerGeneration
+from rkio.runtime.base import GenerateParams, Sampling
 from rkio.runtime.rkllm import RkllmRuntime
 from simkit.introspect import Sim
 from unit.runner.runner_fakes import Peer
@@ -36,3 +38,20 @@ def test_sampling_is_applied_per_run_where_the_abi_has_it_and_never_refused(
     assert done.completion_tokens == 2
     if runtime.abi == "1.3.0":
         assert sim.last_run(runtime)["input"]["sampling"] is None  # nothing carried over to the next run
+
+
+def test_an_exact_raw_input_is_refused_with_the_feature_it_lacks(
+        served: tuple[Peer, RkllmRuntime, Sim]) -> None:
+    # the IO API's raw runtime input runs as given: its caller is told which feature is missing
+    peer, runtime, _ = served
+    params = GenerateParams(prompt="[[n=2]] x", sampling=HOT, max_new_tokens=2)
+    gen = RunnerGeneration(params=params, exact=True)
+    peer.send(Generate(gen))
+    frames = peer.recv_until(Done | Error)  # type: ignore[arg-type]
+    if runtime.abi == "1.3.0":
+        assert isinstance(frames[-1], Done) and frames[-1].completion_tokens == 2
+    else:
+        error = frames[-1]
+        assert isinstance(error, Error)
+        assert (error.kind, error.feature) == ("Unsupported", "per-request sampling")
+    assert run(peer, "[[n=2]] y")[1].completion_tokens == 2  # the runner serves on

@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from rkio.runtime.base import Token
+from simkit.introspect import Sim
+
+__all__ = ["ABI_OF", "FLAVOURS", "SIM_ENV", "Sim", "collect"]  # Sim lives in simkit now
 
 FLAVOURS = ("1.1.4", "1.2.0", "1.2.1", "1.2.3", "1.3.0")
 ABI_OF = {"1.1.4": "1.1", "1.2.0": "1.2.0", "1.2.1": "1.2.1", "1.2.3": "1.2.1", "1.3.0": "1.3.0"}

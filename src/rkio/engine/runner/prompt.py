@@ -54,8 +54,13 @@ def prepare(
         params = replace(params, prompt=prompt)
         stops = (*stops, *template.stop_strings)
     # what the runtime lacks is left out, never refused (the gateway reports it, rkio.engine.run_plan);
-    # max_new_tokens the runner then enforces itself by stopping the stream
-    params = fit_to_runtime(params, runtime.features, rendered=gen.messages is not None).params
+    # max_new_tokens the runner then enforces itself by stopping the stream. An exact (raw IO API) input
+    # keeps everything else, so the runtime refuses what it lacks and the caller hears which feature.
+    fitted = fit_to_runtime(params, runtime.features, rendered=gen.messages is not None)
+    if not gen.exact:
+        params = fitted.params
+    elif fitted.runner_limit:
+        params = replace(params, max_new_tokens=None)
     return params, tuple(dict.fromkeys(s for s in stops if s))
 
 
