@@ -12,8 +12,8 @@ re-init (docs/architecture.md §5):
   starves), and a model re-inits only when its head wants a sampling other than the loaded one.
 
 A waiter's ``sampling`` is its wish (None: any sampling will do; only reinit-policy requests that give
-sampling carry one). A model's loaded sampling is ``entry.spec.load.sampling``: a load uses the spec
-``load_spec`` returns. The seed never counts: rkllm has no seed parameter.
+sampling carry one). A model's loaded sampling is the one its runner was started with (``entry.load``):
+a load uses the spec ``load_spec`` returns. The seed never counts: rkllm has no seed parameter.
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ def fits(waiter: Waiter, entry: ModelEntry) -> bool:
     """``waiter`` can run on ``entry`` as loaded: its context and its sampling (if it wants one)."""
     if waiter.kind != "generate" or waiter.need_ctx > entry.ctx:
         return False
-    return waiter.sampling is None or _same(waiter.sampling, entry.spec.load.sampling)
+    loaded = entry.load.sampling if entry.load is not None else entry.spec.load.sampling
+    return waiter.sampling is None or _same(waiter.sampling, loaded)
 
 
 def grantable(queue: Sequence[Waiter], entry: ModelEntry) -> Waiter | None:
