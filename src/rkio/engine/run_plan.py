@@ -102,7 +102,9 @@ def plan_for(spec: ModelSpec, gen: RunnerGeneration, features: frozenset[str] | 
     return plan
 
 
-def per_request_sampling(spec: ModelSpec) -> bool | None:
-    """Whether the runtime serving ``spec`` applies a request's sampling per run (None: unknown)."""
-    _, features = runtime_features(spec)
+def per_request_sampling(spec: ModelSpec, features: frozenset[str] | None = None) -> bool | None:
+    """Whether the runtime serving ``spec`` applies a request's sampling per run (None: unknown);
+    ``features`` are the loaded runner's when known, else they are predicted."""
+    if features is None:
+        _, features = runtime_features(spec)
     return None if features is None else Feature.PER_RUN_SAMPLING.value in features

@@ -20,7 +20,8 @@ def snapshot(s: Scheduler, now: float, wall_offset: float) -> EngineStatus:
             last_used=e.last_used + wall_offset,
             expires_at=None if expiry is None else expiry + wall_offset,
             queue_length=len(s.queues.get(e.name, ())), pinned=e.spec.pinned, leases=s._leases_on(e.name),
-            sampling=e.spec.load.sampling, per_request_sampling=per_request_sampling(e.spec),
+            sampling=(e.load or e.spec.load).sampling,
+            per_request_sampling=per_request_sampling(e.spec, e.features or None),
             sampling_policy=e.spec.sampling_policy))
     used = sum(e.bytes for e in s.models.values())
     cooldowns = tuple(
