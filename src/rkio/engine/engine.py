@@ -163,7 +163,9 @@ class ModelEngine:
     def plan(self, request: GenerationRequest) -> RunPlan:
         """What ``request`` will get (whose sampling, what is left out), known before it runs."""
         spec = self.model(request.model)
-        return plan_generation(spec, session.runner_generation(spec, request))
+        entry = self._sup.scheduler.models.get(spec.name) if self._sup is not None else None
+        return plan_generation(spec, session.runner_generation(spec, request),
+                               entry.features if entry is not None else frozenset())
 
     async def _call(self, make: Callable[[int], Any]) -> None:
         """Post a request and wait for its ``Finished``; a caller that gives up withdraws it (``Cancel``)."""

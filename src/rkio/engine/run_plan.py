@@ -86,10 +86,11 @@ def _rkllm(abi: str | None, library_env: str | None, abi_env: str | None) -> tup
     return f"rkllm-{generation.label}", frozenset(f.value for f in features_of(generation, version))
 
 
-def plan_generation(spec: ModelSpec, gen: RunnerGeneration) -> RunPlan:
-    """The plan for what ``session.runner_generation`` made of a request on ``spec``."""
+def plan_generation(spec: ModelSpec, gen: RunnerGeneration, loaded: frozenset[str] = frozenset()) -> RunPlan:
+    """The plan for what ``session.runner_generation`` made of a request on ``spec``; ``loaded``: the
+    features its loaded runner reported, when there is one (else they are predicted)."""
     runtime, features = runtime_features(spec)
-    return plan_for(spec, gen, features, runtime)
+    return plan_for(spec, gen, loaded or features, runtime)
 
 
 def plan_for(spec: ModelSpec, gen: RunnerGeneration, features: frozenset[str] | None,

@@ -75,7 +75,9 @@ async def generate(
     """Queue ``request``, wait for its grant, stream the runner's chunks, end with ``Done``."""
     gen = runner_generation(spec, request)
     # sampling = "reinit" models without per-run sampling are served loaded with the request's sampling
-    wish = gen.params.sampling if plan_generation(spec, gen).reinit else None
+    entry = sup.scheduler.models.get(spec.name)
+    plan = plan_generation(spec, gen, entry.features if entry is not None else frozenset())
+    wish = gen.params.sampling if plan.reinit else None
     rid, box = sup.open_mailbox()
     clock = sup.clock
     arrived = clock()
