@@ -379,7 +379,7 @@ SIM_API int rkllm_abort(LLMHandle handle) {
     sim_handle* h = sim_handle_check(handle, "rkllm_abort");
     if (!h) return -1;
     int idle = !atomic_load(&h->running) || !atomic_load(&h->generating);
-    atomic_store(&h->abort_requested, 1);
+    sim_abort_wake(&h->abort_requested);
     pthread_mutex_lock(&h->lock);
     h->n_aborts++;
     if (idle) h->n_idle_aborts++;
