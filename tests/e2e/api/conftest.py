@@ -27,11 +27,12 @@ def sim_lib() -> Path:
 def start_server(sim_lib: Path, tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
     servers: list[LiveServer] = []
 
-    def start(*flags: str) -> LiveServer:
+    def start(*flags: str, flavour: str = FLAVOUR) -> LiveServer:
         home = tmp_path / f"home{len(servers)}"
         make_models(home / "models")
         port = free_port()
-        env = {**os.environ, "RKIO_RKLLM_LIB": str(sim_lib), "RKIO_RKLLM_ABI": FLAVOUR,
+        library = sim_lib if flavour == FLAVOUR else simkit.sim_library(flavour)
+        env = {**os.environ, "RKIO_RKLLM_LIB": str(library), "RKIO_RKLLM_ABI": flavour,
                "RKIO_HOME": str(home),
                "RKLLM_SIM_STATE": str(home / "sim-state"), "RKLLM_SIM_TOKEN_US": "0",
                "RKLLM_SIM_PREFILL_US": "0", "RKLLM_SIM_INIT_MS": "0"}

@@ -13,6 +13,8 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
+from rkio.engine.run_plan import RunPlan, plan_for
+from rkio.engine.session import runner_generation
 from rkio.engine.types import (
     Done,
     EngineEvent,
@@ -28,6 +30,13 @@ from rkio.engine.types import (
 )
 from rkio.errors import Busy, ModelNotFound
 from rkio.runtime.base import LoadParams, Perf
+from rkio.runtime.llamacpp import FEATURES
+from rkio.runtime.rkllm.features import features_of
+from rkio.runtime.rkllm.layouts import Generation
+
+RKLLM_1_2_3 = frozenset(f.value for f in features_of(Generation.V1_2_1, "1.2.3"))
+RKLLM_1_3_0 = frozenset(f.value for f in features_of(Generation.V1_3_0, "1.3.0"))
+LLAMA_FEATURES = frozenset(f.value for f in FEATURES)
 
 Step = EngineEvent | BaseException | asyncio.Event
 """A scripted step: an event to yield, an exception to raise, or a gate to wait on."""
@@ -103,6 +112,7 @@ class FakeEngine:
     )
     started: bool = False
     stopped: bool = False
+    rkllm_features: frozenset[str] = RKLLM_1_2_3
 
     def model(self, name: str) -> ModelSpec:
         if name not in self.names:
@@ -114,6 +124,12 @@ class FakeEngine:
 
     def generate(self, request: GenerationRequest) -> AsyncIterator[EngineEvent]:
         return self._run(request)
+
+    def plan(self, request: GenerationRequest) -> RunPlan:
+        """The real planning over ``rkllm_features`` (rkllm models) or llama.cpp's features."""
+        model = self.model(request.model)
+        features = LLAMA_FEATURES if model.runtime == "llamacpp" else self.rkllm_features
+        return plan_for(model, runner_generation(model, request), features)
 
     async def _run(self, request: GenerationRequest) -> AsyncIterator[EngineEvent]:
         self.requests.append(request)
