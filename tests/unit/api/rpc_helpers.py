@@ -32,8 +32,9 @@ class Peer:
     next_id: int = 1
 
     async def raw(self, data: bytes | str) -> Any:
-        reply = await self.service.dispatcher.handle(data.encode() if isinstance(data, str) else data,
-                                                     self.session)
+        reply = await self.service.dispatcher.handle(
+            data.encode() if isinstance(data, str) else data, self.session
+        )
         return None if reply is None else json.loads(reply)
 
     async def request(self, method: str, params: Any = None, **extra: Any) -> Any:
@@ -54,14 +55,15 @@ class Peer:
         return dict(reply["error"])
 
 
-def make_service(engine: FakeEngine, tmp_path: Path, clock: FakeClock | None = None,
-                 **settings: Any) -> RpcService:
+def make_service(
+    engine: FakeEngine, tmp_path: Path, clock: FakeClock | None = None, **settings: Any
+) -> RpcService:
     base = Settings(models_dir=tmp_path / "models", state_dir=tmp_path / "state")
     return RpcService(engine, replace(base, **settings), clock=clock or FakeClock())
 
 
 def push_peer(service: RpcService, transport: str = "unix") -> Peer:
-    peer = Peer(service, None)  # type: ignore[arg-type]
+    peer = Peer(service, None)
 
     async def send(message: dict[str, Any]) -> None:
         peer.pushed.append(message)

@@ -108,10 +108,14 @@ async def test_oversized_line_closes_the_connection_cleanly(engine: FakeEngine, 
 
 async def test_disconnect_cancels_running_calls(engine: FakeEngine, service: RpcService) -> None:
     gate = asyncio.Event()
-    engine.script = lambda request: [gate]  # type: ignore[assignment,return-value,list-item]
+    engine.script = lambda request: [gate]
     _, writer = await asyncio.open_unix_connection(str(sock_path(service)))
-    writer.write(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "rkio.chat",
-                             "params": {"model": "qwen", "messages": HI}}).encode() + b"\n")
+    writer.write(
+        json.dumps(
+            {"jsonrpc": "2.0", "id": 1, "method": "rkio.chat", "params": {"model": "qwen", "messages": HI}}
+        ).encode()
+        + b"\n"
+    )
     await writer.drain()
     await asyncio.wait_for(engine.request_seen.wait(), 10)
     writer.close()
