@@ -12,7 +12,7 @@ import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from rkio.api.jsonrpc.dispatcher import Dispatcher
 from rkio.api.jsonrpc.protocol import encode, error_message
@@ -47,8 +47,7 @@ class UdpProtocol(asyncio.DatagramProtocol):
         self.peers: OrderedDict[Address, Session] = OrderedDict()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        self.transport = cast(asyncio.DatagramTransport, transport)
 
     def _sendto(self, data: bytes, addr: Address) -> None:
         if self.transport is not None and not self.transport.is_closing():
