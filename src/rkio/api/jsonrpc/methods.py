@@ -14,7 +14,7 @@ import functools
 import json
 import logging
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from rkio.api.jsonrpc.dispatcher import CallContext, Handler
 from rkio.api.jsonrpc.leases import Lease
@@ -33,7 +33,7 @@ from rkio.api.jsonrpc.structs import (
     flat_floats,
 )
 from rkio.config import Settings
-from rkio.engine.types import Engine, LeaseInfo, LoadOverrides, RuntimeCall
+from rkio.engine.types import Engine, LoadOverrides, RuntimeCall
 from rkio.errors import ModelNotFound, RunnerCrashed
 from rkio.runtime.base import ChatTemplateOverride, CrossAttnParams, Feature
 from rkio.runtime.base import FunctionTools as RuntimeFunctionTools
@@ -91,14 +91,6 @@ _OVERRIDE_FIELDS = (
 _EXTEND_FIELDS = ("base_domain_id", "embed_flash", "enabled_cpus_mask", "n_batch", "use_cross_attn")
 
 
-class LeaseEngine(Engine, Protocol):
-    """The engine calls the IO API needs beyond HTTP's (docs of the contract: wt/notes/rpc-interface.md)."""
-
-    async def open_lease(self, model: str, load: LoadOverrides | None = None) -> str: ...
-    def lease_info(self, lease: str) -> LeaseInfo: ...
-    async def runtime_call(self, lease: str, call: RuntimeCall) -> object: ...
-
-
 @functools.cache
 def server_runtime() -> tuple[str | None, frozenset[str]]:
     """The installed rkllm library's runtime name and features (for get_constants without a handle)."""
@@ -129,7 +121,7 @@ def constants(runtime: str | None, features: frozenset[str]) -> dict[str, Any]:
 
 
 class RkllmMethods:
-    def __init__(self, engine: LeaseEngine, settings: Settings) -> None:
+    def __init__(self, engine: Engine, settings: Settings) -> None:
         self.engine = engine
         self.settings = settings
         self.runs = RunMethods(engine, settings)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import struct
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pydantic
 
@@ -24,12 +24,9 @@ from rkio.api.jsonrpc.protocol import InvalidParams
 from rkio.api.jsonrpc.streams import Generation, RunOutcome
 from rkio.api.jsonrpc.structs import MODE_NAMES, RKLLMInferParam, RKLLMInput, float32_bytes
 from rkio.config import Settings
-from rkio.engine.types import GenerationRequest, HandleState
+from rkio.engine.types import Engine, GenerationRequest, HandleState
 from rkio.errors import Busy, RunnerCrashed
 from rkio.runtime.base import Feature, GenerateParams, MultimodalInput, PromptCacheParams, RunOutputs
-
-if TYPE_CHECKING:
-    from rkio.api.jsonrpc.methods import LeaseEngine
 
 INLINE_FLOATS = 4096
 INPUT_KEYS = frozenset(RKLLMInput.model_fields)
@@ -87,7 +84,7 @@ def encode_outputs(outputs: RunOutputs | None) -> dict[str, Any]:
 
 
 class RunMethods:
-    def __init__(self, engine: LeaseEngine, settings: Settings) -> None:
+    def __init__(self, engine: Engine, settings: Settings) -> None:
         self.engine = engine
         self.settings = settings
 

@@ -13,14 +13,14 @@ import logging
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from starlette.routing import BaseRoute
 
 from rkio.api.jsonrpc.dispatcher import Dispatcher
 from rkio.api.jsonrpc.highlevel import HighLevelMethods
 from rkio.api.jsonrpc.leases import LeaseTable
-from rkio.api.jsonrpc.methods import LeaseEngine, RkllmMethods
+from rkio.api.jsonrpc.methods import RkllmMethods
 from rkio.api.jsonrpc.session import Send, Session
 from rkio.api.jsonrpc.streams import PullStreams
 from rkio.api.jsonrpc.transports.sockets import remove_socket, start_tcp, start_unix
@@ -55,7 +55,7 @@ class RpcService:
         self.shared_leases = LeaseTable(engine, shared=True, ttl=settings.rpc_lease_ttl, clock=clock)
         handlers = {
             **HighLevelMethods(engine, settings.api_key).handlers(),
-            **RkllmMethods(cast(LeaseEngine, engine), settings).handlers(),
+            **RkllmMethods(engine, settings).handlers(),
         }
         self.dispatcher = Dispatcher(
             handlers,
