@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import sys
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -86,6 +87,9 @@ def run(args: argparse.Namespace) -> int:
             f"rkio rpc: no rkio server is listening on {path}; start one with `rkio serve`", file=sys.stderr
         )
         return 1
+    except BrokenPipeError:  # the client closed our stdout: it is gone, and so is its connection now
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at interpreter exit
+        return 0
     except KeyboardInterrupt:
         return 130
     return 0

@@ -172,8 +172,10 @@ class StdioConn(Conn):
         return json.loads(line)
 
     def close(self) -> None:
-        if self.process.stdin is not None:
-            self.process.stdin.close()
+        """Like a client process exiting: both pipes close (the bridge then closes the socket)."""
+        for pipe in (self.process.stdin, self.process.stdout):
+            if pipe is not None:
+                pipe.close()
         self.process.wait(timeout=15)
 
 

@@ -145,3 +145,14 @@ async def test_a_live_socket_is_never_taken_over(
     await second.stop()
     async with await RpcClient.connect_unix(sock_path(service)) as client:  # the first still serves
         assert "INPUT_TYPES" in await client.call("rkllm.get_constants")
+
+
+async def test_end_of_input_finishes_the_calls_already_sent(engine: FakeEngine, service: RpcService) -> None:
+    reader, writer = await asyncio.open_unix_connection(str(sock_path(service)))
+    request = {"jsonrpc": "2.0", "id": 5, "method": "rkio.chat", "params": {"model": "qwen", "messages": HI}}
+    writer.write(json.dumps(request).encode() + b"\n")
+    writer.write_eof()  # like `printf ... | socat`: everything is sent, the answer is still wanted
+    reply = json.loads(await reader.readline())
+    assert reply["id"] == 5 and reply["result"]["text"] == "hello there world"
+    assert await reader.read() == b""
+    writer.close()

@@ -17,8 +17,6 @@ log = logging.getLogger("rkio.jsonrpc")
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-PUSH_TRANSPORTS = frozenset({"unix", "tcp", "stdio", "ws", "udp"})
-
 
 class Session:
     def __init__(
@@ -54,6 +52,11 @@ class Session:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("JSON-RPC task failed", exc_info=task.exception())
+
+    async def drain(self) -> None:
+        """Wait until nothing runs on the session (the calls already received are answered)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     async def close(self) -> None:
         """Cancel what still runs on the session and release its leases."""

@@ -1,9 +1,16 @@
 """Newline-delimited JSON over a byte stream (Unix socket, TCP): the framing, nothing else.
 
 Each line is one JSON-RPC message (or batch) and is dispatched in its own task, so a second request on the
-same connection (``rkllm.abort``) is answered while a ``rkllm.run`` is still streaming. A message without its
-newline at end of input is still answered. A line longer than the frame limit gets a -32011 error and the
-connection is closed (the rest of the line cannot be told apart from the next message).
+same connection (``rkllm.abort``) is answered while a ``rkllm.run`` is still streaming. A line longer than
+the frame limit gets a -32011 error and the connection is closed (the rest of the line cannot be told apart
+from the next message).
+
+End of input is either a client that has sent everything and still reads (``printf ... | socat``, ``rkio rpc
+--stdio`` at the end of its stdin: a half-close) or a client that is gone. A Unix socket tells them apart
+(POLLHUP once the peer closed both directions): a client that is gone has its calls cancelled at once; after
+a half-close the calls already received are finished and answered (a message without its final newline
+too), then the connection and its handles are closed. TCP cannot tell them apart, so it finishes the calls;
+a generation streaming to a client that is gone stops at its next write.
 """
 
 from __future__ import annotations
@@ -11,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import select
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -49,6 +58,16 @@ class LineWriter:
         await self.write(encode(message))
 
 
+def peer_closed(writer: asyncio.StreamWriter) -> bool:
+    """True when the peer of a Unix socket closed both directions (not just its sending side)."""
+    sock = writer.get_extra_info("socket")
+    if sock is None or sock.family != socket.AF_UNIX:
+        return False
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLHUP)
+    return any(events & select.POLLHUP for _, events in poller.poll(0))
+
+
 async def serve_connection(
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
@@ -76,10 +95,12 @@ async def serve_connection(
             try:
                 line = await reader.readuntil(b"\n")
             except asyncio.IncompleteReadError as exc:
-                line = exc.partial
-                if line.strip():
+                if peer_closed(writer):
+                    break
+                if exc.partial.strip():
                     await slots.acquire()
-                    await session.spawn(answer(line))
+                    session.spawn(answer(exc.partial))
+                await session.drain()
                 break
             except asyncio.LimitOverrunError:
                 err = PayloadTooLarge(
