@@ -18,13 +18,14 @@ from typing import Any
 from rkio.api.jsonrpc.protocol import InvalidParams, UnknownHandle
 from rkio.api.jsonrpc.streams import Generation
 from rkio.engine.types import Engine
-from rkio.errors import Unsupported
+from rkio.errors import Busy, Unsupported
 from rkio.runtime.base import ChatTemplateOverride, CrossAttnParams, Feature, FunctionTools
 
 log = logging.getLogger("rkio.jsonrpc")
 
 MAX_ID = 2**53 - 1
-MAX_LEASES_PER_TABLE = 64
+MAX_CONNECTION_LEASES = 64  # one client's handles
+MAX_SHARED_LEASES = 4096  # every HTTP/UDP client's together (each expires after ttl idle)
 
 
 @dataclass(slots=True)
@@ -75,8 +76,9 @@ class LeaseTable:
         return len(self._leases)
 
     def new_id(self) -> int:
-        if len(self._leases) >= MAX_LEASES_PER_TABLE:
-            raise InvalidParams(f"too many open handles (at most {MAX_LEASES_PER_TABLE}); destroy one first")
+        limit = MAX_SHARED_LEASES if self.shared else MAX_CONNECTION_LEASES
+        if len(self._leases) >= limit:
+            raise Busy(f"too many open handles (at most {limit}); destroy one first", retry_after=1.0)
         if not self.shared:
             handle_id, self._next = self._next, self._next + 1
             return handle_id
