@@ -44,6 +44,7 @@ def _complete_loads(s: Scheduler) -> bool:
             entry.keep_alive = s.keep_alive_for(waiter)
             if waiter.open_lease and waiter.lease is not None:
                 s.leases[waiter.lease] = model
+                s.lease_specs[model] = waiter.spec
             s.effects.finish(waiter.request_id, None)
             done = True
     return done
@@ -164,8 +165,9 @@ def _start_load(s: Scheduler, now: float) -> None:
     candidates = sorted((q[0].seq, model) for model, q in s.queues.items() if q and model not in s.models)
     for seq, model in candidates:
         queue = s.queues[model]
-        # a lease's load parameters (LoadOverrides) win: the other requests do not ask for any
-        spec = next((w.spec for w in queue if w.open_lease), queue[0].spec)
+        # a lease's load parameters (LoadOverrides) win, also across a re-init for a larger context:
+        # the other requests do not ask for any
+        spec = next((w.spec for w in queue if w.open_lease), s.lease_specs.get(model, queue[0].spec))
         ctx = max(w.need_ctx for w in queue)
         nbytes, learned = s.footprint(spec, ctx)
         need = planner.Need(model, nbytes, spec.runtime == "rkllm", spec.base_domain_id)

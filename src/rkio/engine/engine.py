@@ -56,6 +56,7 @@ class ModelEngine:
         self._loop_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._lease_loads: dict[str, LoadParams] = {}  # the load parameters each lease asked for
+        self._lease_runtimes: dict[str, tuple[str, frozenset[str]]] = {}  # last seen runtime name, features
 
     # ------------------------------------------------------------------------------------ registry
 
@@ -140,7 +141,10 @@ class ModelEngine:
         """Queue, load if needed, run. Raises RkioError subclasses; closing the iterator cancels."""
         spec = self.model(request.model)
         if request.lease is not None:
+            spec = self._lease_spec(spec, request.lease)
             request = self._with_lease_sampling(request)
+        if request.handle_state is not None or request.runtime_input is not None:
+            request = calls.with_checked_paths(request, self.settings.models_dir, self.settings.state_dir)
         async for event in session.generate(self._supervisor(), spec, request):
             yield event
 
@@ -180,30 +184,41 @@ class ModelEngine:
         lease = uuid.uuid4().hex
         await self._call(lambda rid: Request(rid, spec, "load", None, None, lease, True))
         self._lease_loads[lease] = wanted
+        runner = self._supervisor().runner_of(model)
+        if runner is not None:
+            self._lease_runtimes[lease] = (runner.runtime_name, runner.features)
         return lease
 
     async def close_lease(self, lease: str) -> None:
         self._lease_loads.pop(lease, None)
+        self._lease_runtimes.pop(lease, None)
         self._supervisor().post(CloseLease(lease))
 
     def lease_info(self, lease: str) -> LeaseInfo:
         """The lease's model instance: runtime, features and the load parameters in effect for it."""
         sup = self._supervisor()
-        model = self._lease_model(lease)
+        model = self._lease_model(lease)  # raises RunnerCrashed for a dead lease
         entry = sup.scheduler.models.get(model)
+        wanted = self._lease_loads.get(lease) or self.model(model).load
+        # during a managed re-init (a larger context) the instance is being replaced: report the last one
         runner = sup.runner_of(model)
-        if entry is None or entry.load is None or runner is None:
-            raise RunnerCrashed(f"the runner of {model} is gone; the lease is dead")
-        load = entry.load
-        wanted = self._lease_loads.get(lease)
-        if wanted is not None and wanted.sampling != load.sampling:
+        if runner is not None:
+            self._lease_runtimes[lease] = (runner.runtime_name, runner.features)
+        name, features = self._lease_runtimes.get(lease, ("", frozenset()))
+        load = entry.load if entry is not None and entry.load is not None else wanted
+        if wanted.sampling != load.sampling:
             load = replace(load, sampling=wanted.sampling)  # applied per run (see open_lease)
-        return LeaseInfo(lease, model, runner.runtime_name, runner.features, load)
+        return LeaseInfo(lease, model, name, features, load)
 
     async def runtime_call(self, lease: str, call: RuntimeCall) -> object:
         """Run ``call`` in the lease's runner once its handle is idle (queued like a generation)."""
-        spec = self.model(self._lease_model(lease))
+        spec = self._lease_spec(self.model(self._lease_model(lease)), lease)
         return await calls.runtime_call(self._supervisor(), spec, lease, call)
+
+    def _lease_spec(self, spec: ModelSpec, lease: str) -> ModelSpec:
+        """The model as the lease opened it: its context need is the lease's, not the model's default."""
+        wanted = self._lease_loads.get(lease)
+        return spec if wanted is None else replace(spec, load=wanted)
 
     def _lease_model(self, lease: str) -> str:
         scheduler = self._supervisor().scheduler

@@ -74,6 +74,7 @@ class Scheduler:
         self.running: dict[int, Running] = {}
         self.leases: dict[str, str] = {}  # lease id -> model
         self.dead_leases: dict[str, str] = {}  # lease id -> why (its runner crashed)
+        self.lease_specs: dict[str, ModelSpec] = {}  # model -> the spec (load overrides) its leases hold
         self.kv = KvExclusivity()
         self.failures: dict[str, FailureRecord] = {}
         self.quarantined: dict[str, str] = {}  # model -> why
@@ -213,6 +214,8 @@ class Scheduler:
         self.kv.lease_ended(ev.lease)
         self.dead_leases.pop(ev.lease, None)
         model = self.leases.pop(ev.lease, None)
+        if model is not None and not self._leases_on(model):
+            self.lease_specs.pop(model, None)
         entry = self.models.get(model) if model else None
         if entry is not None:
             entry.last_used = now
@@ -274,6 +277,7 @@ class Scheduler:
             del self.leases[lease]
             self.dead_leases[lease] = why
             self.kv.lease_ended(lease)
+        self.lease_specs.pop(model, None)
 
     def _crashed(self, model: str, now: float, why: str) -> None:
         self.counters["crashes"] += 1

@@ -134,13 +134,19 @@ async def generate(
     finally:
         if watchdog is not None:
             watchdog.cancel()
-        grant = grant or _unread_grant(box)
-        sup.close_mailbox(rid)
-        if not ended:
-            if grant is None:
-                sup.post(Cancel(rid))
-            else:
-                sup.abandon(rid, stream, grant.runner)
+        end_request(sup, rid, box, grant, stream, ended)
+
+
+def end_request(sup: Supervisor, rid: int, box: Any, grant: Grant | None,
+                stream: AsyncGenerator[Any, None] | None, ended: bool) -> None:
+    """Stop listening; a request the scheduler does not know is over is cancelled or its runner freed."""
+    grant = grant or _unread_grant(box)
+    sup.close_mailbox(rid)
+    if not ended:
+        if grant is None:
+            sup.post(Cancel(rid))
+        else:
+            sup.abandon(rid, stream, grant.runner)
 
 
 def _unread_grant(box: Any) -> Grant | None:

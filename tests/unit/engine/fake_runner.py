@@ -26,6 +26,7 @@ class FakeRunner:
         self.runtime_name = "rkllm-fake"
         self.features: frozenset[str] = frozenset({"clear_kv_cache", "get_kv_cache_size"})
         self.calls: list[tuple[str, dict[str, Any], str]] = []
+        self.call_gate: asyncio.Event | None = None  # when set, a runtime call waits for it (or death)
         self.killed = False
         self._exit: asyncio.Future[RunnerExit] = asyncio.get_running_loop().create_future()
 
@@ -54,6 +55,12 @@ class FakeRunner:
 
     async def call(self, op: str, args: dict[str, Any], owner: str) -> object:
         self.calls.append((op, args, owner))
+        if self.call_gate is not None:
+            waits = [asyncio.ensure_future(self.call_gate.wait()),
+                     asyncio.ensure_future(asyncio.shield(self._exit))]
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for w in waits:
+                w.cancel()
         if self._exit.done():
             raise RunnerCrashed(self._exit.result().describe(self.spec.name))
         return [len(self.calls)] if op == "get_kv_cache_size" else None

@@ -181,3 +181,14 @@ def test_out_of_range_overrides_are_invalid(bad: LoadOverrides) -> None:
 def test_context_and_domain_never_conflict() -> None:
     other = leases.apply_overrides(A.load, LoadOverrides(max_context_len=512, base_domain_id=3))
     assert leases.conflicts(A.load, other, frozenset()) == []
+
+
+def test_a_larger_context_re_init_keeps_the_leases_parameters() -> None:
+    h = Harness()
+    _open(h, "L1", _with(A, n_keep=16, max_context_len=2048))
+    rid = h.request(A)  # an HTTP request wanting the model's default 4096
+    assert h.fx.stops() == ["a"]
+    h.exited("a")
+    assert (h.fx.load_params("a").n_keep, h.fx.load_params("a").max_context_len) == (16, 4096)
+    h.loaded("a")
+    assert h.fx.granted() == [rid] and h.s.leases == {"L1": "a"}

@@ -236,13 +236,7 @@ class RunnerProcess:
         self._consumer = True
         finished = False
         try:
-            await self._runtime_idle.wait()
-            if self._eof or self._phase not in ("idle", "generation"):
-                raise await self._gone()
-            self._frames.clear()
-            self._runtime_idle.clear()
-            self._phase = "generation"
-            self._send(Generate(gen))
+            await self._begin(Generate(gen))
             frames = self._frames
             while True:
                 if not frames:
@@ -294,13 +288,7 @@ class RunnerProcess:
             raise RuntimeFailure(f"runner for {self.spec.name} is already generating")
         self._consumer = True
         try:
-            await self._runtime_idle.wait()
-            if self._eof or self._phase not in ("idle", "generation"):
-                raise await self._gone()
-            self._frames.clear()
-            self._runtime_idle.clear()
-            self._phase = "generation"
-            self._send(Call(op, args, owner))
+            await self._begin(Call(op, args, owner))
             while True:
                 if not self._frames:
                     if self._eof:
@@ -316,6 +304,16 @@ class RunnerProcess:
         finally:
             self._consumer = False
             self._wakeup = None
+
+    async def _begin(self, command: Generate | Call) -> None:
+        """Send ``command`` once the runtime is idle; its answer frames go to the one consumer."""
+        await self._runtime_idle.wait()
+        if self._eof or self._phase not in ("idle", "generation"):
+            raise await self._gone()
+        self._frames.clear()
+        self._runtime_idle.clear()
+        self._phase = "generation"
+        self._send(command)
 
     def _abandon(self) -> bool:
         """Abort the generation nobody consumes any more; False when the runtime is not running it."""
