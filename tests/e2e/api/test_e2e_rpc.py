@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from live_server import LiveServer, free_port, make_models
+from live_server import LiveServer, free_port, launch
 from rpc_clients import Conn, HttpConn, LineConn, RpcError, StdioConn, UdpConn, WsConn
 
 import simkit
@@ -30,50 +28,9 @@ SLOW = "[[n=2000]] slow words go on"  # sim-slow: 20 ms per token, so about 40 s
 
 
 def start_rpc_server(home: Path, *flags: str) -> LiveServer:
-    make_models(home / "models")
-    (home / "models" / "sim-a" / "style.lora").write_bytes(b"lora adapter")
-    port = free_port()
-    env = {
-        **os.environ,
-        "RKIO_RKLLM_LIB": str(simkit.sim_library(FLAVOUR)),
-        "RKIO_RKLLM_ABI": FLAVOUR,
-        "RKIO_HOME": str(home),
-        "RKLLM_SIM_STATE": str(home / "sim-state"),
-        "RKLLM_SIM_PREFILL_US": "0",
-        "RKLLM_SIM_INIT_MS": "0",
-    }
-    log_path = home / "server.log"
-    cmd = [
-        sys.executable,
-        "-m",
-        "rkio",
-        "serve",
-        "--port",
-        str(port),
-        "--models-dir",
-        str(home / "models"),
-        "--runtime",
-        "rkllm",
-        "--memory-budget",
-        "2GiB",
-        "--stop-grace",
-        "3",
-        *flags,
-    ]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
-    server = LiveServer(f"http://127.0.0.1:{port}", process, log_path)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"rkio serve exited early:\n{server.log()}")
-        try:
-            if httpx.get(server.url + "/health", timeout=1).status_code == 200:
-                return server
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    process.kill()
-    raise AssertionError(f"rkio serve did not come up:\n{server.log()}")
+    (home / "models" / "sim-a").mkdir(parents=True)
+    (home / "models" / "sim-a" / "style.lora").write_bytes(b"lora adapter")  # the simulator only opens it
+    return launch(home, simkit.sim_library(FLAVOUR), FLAVOUR, *flags)
 
 
 class Endpoints:

@@ -18,7 +18,7 @@ from typing import Any
 
 from rkio.api.jsonrpc.dispatcher import CallContext, Handler
 from rkio.api.jsonrpc.leases import Lease
-from rkio.api.jsonrpc.params import inside, pop_common, validate
+from rkio.api.jsonrpc.params import inside, pop_common, validate, validate_member
 from rkio.api.jsonrpc.protocol import InvalidParams
 from rkio.api.jsonrpc.runs import RunMethods
 from rkio.api.jsonrpc.structs import (
@@ -270,18 +270,13 @@ class RkllmMethods:
     async def load_lora(self, ctx: CallContext) -> dict[str, Any]:
         lease, params = self.lease(ctx)
         lease.require(Feature.LORA)
-        fields = params.get("lora_adapter", params)
-        if isinstance(fields, dict) and "path" in fields and "lora_adapter_path" not in fields:
-            fields = {
-                "lora_adapter_path": fields["path"],
-                "lora_adapter_name": fields.get("name", "default"),
-                **({"scale": fields["scale"]} if "scale" in fields else {}),
+        if "path" in params and "lora_adapter" not in params:  # nano's first generation: {path}
+            params = {
+                "lora_adapter_path": params.pop("path"),
+                "lora_adapter_name": params.pop("name", "default"),
+                **params,
             }
-        adapter = validate(
-            LoraAdapter,
-            fields if isinstance(fields, dict) else {},
-            "lora_adapter" if "lora_adapter" in params else "",
-        )
+        adapter = validate_member(LoraAdapter, params, "lora_adapter")
         root = self.settings.models_dir.expanduser().resolve()
         path = inside(root, adapter.lora_adapter_path, "lora_adapter_path")
         if not path.is_file():
@@ -355,11 +350,7 @@ class RkllmMethods:
     async def set_chat_template(self, ctx: CallContext) -> dict[str, Any]:
         lease, params = self.lease(ctx)
         lease.require(Feature.CHAT_TEMPLATE)
-        nested = "template_config" in params
-        fields = params["template_config"] if nested else params
-        template = validate(
-            ChatTemplate, fields if isinstance(fields, dict) else {}, "template_config" if nested else ""
-        )
+        template = validate_member(ChatTemplate, params, "template_config")
         system = template.system_prompt if template.system_prompt is not None else template.chat_template
         lease.state.chat_template = ChatTemplateOverride(
             system or "", template.prompt_prefix or "", template.prompt_postfix or ""
@@ -389,11 +380,7 @@ class RkllmMethods:
     async def set_cross_attn_params(self, ctx: CallContext) -> dict[str, Any]:
         lease, params = self.lease(ctx)
         lease.require(Feature.CROSS_ATTN)
-        nested = "cross_attn_params" in params
-        fields = params["cross_attn_params"] if nested else params
-        cross = validate(
-            CrossAttn, fields if isinstance(fields, dict) else {}, "cross_attn_params" if nested else ""
-        )
+        cross = validate_member(CrossAttn, params, "cross_attn_params")
         positions = struct_ints(cross.encoder_pos, "encoder_pos")
         lease.state.cross_attn = CrossAttnParams(
             flat_floats(cross.encoder_k_cache, "encoder_k_cache"),

@@ -107,6 +107,16 @@ def validate(model: type[ModelT], params: dict[str, Any], prefix: str = "") -> M
         raise invalid_params(exc, prefix) from None
 
 
+def validate_member(model: type[ModelT], params: dict[str, Any], key: str) -> ModelT:
+    """A struct sent under ``key`` (the C parameter name) or with its fields flat in ``params``."""
+    if key not in params:
+        return validate(model, params)
+    member = params[key]
+    if not isinstance(member, dict):
+        raise InvalidParams(f"{key} must be an object", key)
+    return validate(model, member, key)
+
+
 def invalid_params(exc: pydantic.ValidationError, prefix: str = "") -> InvalidParams:
     errors = exc.errors(include_url=False)
     first = errors[0] if errors else {"loc": (), "msg": "invalid"}
