@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -100,20 +101,17 @@ async def test_init_refuses_paths_outside_the_models_dir(engine: FakeEngine, ser
     assert engine.leases == {}
 
 
-async def test_init_by_file_path_inside_the_models_dir(engine: FakeEngine, service: RpcService) -> None:
+async def test_init_by_file_path_inside_the_models_dir(
+    engine: FakeEngine, service: RpcService, monkeypatch: pytest.MonkeyPatch
+) -> None:
     models = service.settings.models_dir
-    engine_spec = engine.model("qwen")
-    (models / "qwen").mkdir()
-    file = models / "qwen" / "qwen.rkllm"
-    file.write_bytes(b"x")
-    engine.model = lambda name: engine_spec if name == "qwen" else FakeEngine.model(engine, name)
-    engine.models = lambda: [
-        type(engine_spec)(
-            **{**{f: getattr(engine_spec, f) for f in engine_spec.__slots__}, "path": str(file)}
-        )
-    ]
-    result = await push_peer(service).call("rkllm.init", {"model_path": "qwen/qwen.rkllm"})
-    assert result["model"] == "qwen"
+    specs = [replace(s, path=str(models / s.name / f"{s.name}.rkllm")) for s in engine.models()]
+    monkeypatch.setattr(engine, "models", lambda: specs)
+    peer = push_peer(service)
+    assert (await peer.call("rkllm.init", {"model_path": "qwen/qwen.rkllm"}))["model"] == "qwen"
+    assert (await peer.call("rkllm.init", {"model_path": str(models / "llama" / "llama.rkllm")}))[
+        "model"
+    ] == "llama"
 
 
 async def test_run_plain_with_nanos_latest_shape(engine: FakeEngine, service: RpcService) -> None:

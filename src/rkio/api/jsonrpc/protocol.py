@@ -14,6 +14,7 @@ from typing import Any
 
 import msgspec
 
+from rkio.api.errors import BadParameter
 from rkio.errors import RkioError
 
 log = logging.getLogger("rkio.jsonrpc")
@@ -34,15 +35,8 @@ class MethodNotFound(RkioError):
     kind = "method_not_found"
 
 
-class InvalidParams(RkioError):
-    """-32602 naming the offending field in ``data.field``."""
-
-    status = 400
-    kind = "invalid_params"
-
-    def __init__(self, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.param = field
+InvalidParams = BadParameter
+"""-32602; ``data.field`` names the offending parameter (the HTTP APIs' 400 with ``param``)."""
 
 
 class UnknownHandle(RkioError):
@@ -68,7 +62,6 @@ CODES: dict[str, int] = {
     "parse_error": -32700,
     "invalid_rpc_request": -32600,
     "method_not_found": -32601,
-    "invalid_params": -32602,
     "invalid_request_error": -32602,
     "context_length_exceeded": -32602,
     "internal_error": -32603,
