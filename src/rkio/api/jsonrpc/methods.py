@@ -13,6 +13,7 @@ import copy
 import functools
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +126,7 @@ class RkllmMethods:
         self.engine = engine
         self.settings = settings
         self.runs = RunMethods(engine, settings)
+        self.models_root = Path(os.path.abspath(settings.models_dir.expanduser()))
 
     def handlers(self) -> dict[str, Handler]:
         return {
@@ -177,7 +179,7 @@ class RkllmMethods:
                 ) from None
         path = inside(self.settings.models_dir, value, "model_path")
         for spec in self.engine.models():
-            spec_path = Path(spec.path).resolve()
+            spec_path = Path(os.path.abspath(spec.path))
             if path in (spec_path, spec_path.parent):
                 return spec.name
         raise InvalidParams(f"model_path {value!r} is not a model file in the models directory", "model_path")
@@ -277,7 +279,7 @@ class RkllmMethods:
                 **params,
             }
         adapter = validate_member(LoraAdapter, params, "lora_adapter")
-        root = self.settings.models_dir.expanduser().resolve()
+        root = self.models_root
         path = inside(root, adapter.lora_adapter_path, "lora_adapter_path")
         if not path.is_file():
             raise InvalidParams(

@@ -9,6 +9,7 @@ structs themselves are validated by the models in ``rkio.api.jsonrpc.structs``.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -135,10 +136,15 @@ def pop_common(params: dict[str, Any]) -> tuple[dict[str, Any], Any, Any]:
 
 
 def inside(root: Path, value: str, field: str) -> Path:
-    """``value`` (absolute, or relative to ``root``) as a path that stays inside ``root``; else -32602."""
-    root = root.expanduser().resolve()
-    candidate = Path(value).expanduser()
-    resolved = (candidate if candidate.is_absolute() else root / candidate).resolve()
+    """``value`` (absolute, or relative to ``root``) as a path that stays inside ``root``; else -32602.
+
+    The check is lexical (``..`` removed, symlinks kept): a model the user linked into the models directory
+    is theirs to use, and a client cannot name anything outside it."""
+    root = Path(os.path.abspath(root.expanduser()))
+    if "\0" in value:
+        raise InvalidParams(f"{field} must not contain NUL", field)
+    candidate = Path(value)
+    resolved = Path(os.path.normpath(candidate if candidate.is_absolute() else root / candidate))
     if not resolved.is_relative_to(root):
         raise InvalidParams(f"{field} must name a file inside {root}", field)
     return resolved
