@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from rkio.api.jsonrpc.leases import Lease
 from rkio.api.jsonrpc.params import canonical_method, named_params
 from rkio.api.jsonrpc.protocol import (
     Call,
@@ -27,7 +28,7 @@ from rkio.api.jsonrpc.protocol import (
 )
 from rkio.api.jsonrpc.session import Session
 from rkio.api.jsonrpc.streams import PullStreams
-from rkio.errors import PayloadTooLarge, RkioError, Unauthorized
+from rkio.errors import PayloadTooLarge, RkioError, RunnerCrashed, Unauthorized
 
 StreamForm = Literal["none", "push", "callbacks", "pull"]
 NO_REPLY: Any = object()
@@ -44,6 +45,15 @@ class CallContext:
     params: dict[str, Any]
     pulls: PullStreams
     background: Callable[[Coroutine[Any, Any, Any]], asyncio.Task[Any]]  # server-owned tasks (HTTP pull)
+
+    def lease(self) -> tuple[Lease, dict[str, Any]]:
+        """The call's handle (``handle_id``, or the connection's only one) and its other params."""
+        params = dict(self.params)
+        lease = self.session.leases.get(params.pop("handle_id", None))
+        if lease.dead is not None:
+            raise RunnerCrashed(f"handle {lease.handle_id} is dead: {lease.dead}; "
+                                "call rkllm.destroy and rkllm.init again")
+        return lease, params
 
     def stream_form(self, stream: Any, *, asynchronous: bool = False) -> StreamForm:
         """How this call streams: ``stream`` as sent, the transport, and the server's default."""

@@ -1,9 +1,9 @@
 """The 15 rkllm functions and ``rkllm.get_constants``, on leases (``rkio.api.jsonrpc.leases``).
 
-Handle state (chat template, function tools, cross-attention params, prompt cache, selected LoRA) is kept
-per lease here and travels with each of the lease's runs as ``HandleState``; the runner puts its handle into
-that state before the run and clears KV content another lease left, so nothing leaks between clients.
-Generations are in ``rkio.api.jsonrpc.runs``.
+Here: createDefaultParam, get_constants, init (opening a lease) and destroy. The calls on a handle's state
+are in ``rkio.api.jsonrpc.handle_calls``, the generations in ``rkio.api.jsonrpc.runs``. Handle state is kept
+per lease and travels with each of the lease's runs as ``HandleState``; the runner puts its handle into that
+state before the run and clears KV content another lease left, so nothing leaks between clients.
 """
 
 from __future__ import annotations
@@ -11,33 +11,26 @@ from __future__ import annotations
 import asyncio
 import copy
 import functools
-import json
 import logging
 import os
 from pathlib import Path
 from typing import Any
 
 from rkio.api.jsonrpc.dispatcher import CallContext, Handler
+from rkio.api.jsonrpc.handle_calls import HandleCalls
 from rkio.api.jsonrpc.leases import Lease
-from rkio.api.jsonrpc.params import inside, pop_common, validate, validate_member
+from rkio.api.jsonrpc.params import inside, pop_common, validate
 from rkio.api.jsonrpc.protocol import InvalidParams
 from rkio.api.jsonrpc.runs import RunMethods
 from rkio.api.jsonrpc.structs import (
     INFER_MODES,
     INPUT_TYPES,
-    ChatTemplate,
-    ClearKv,
-    CrossAttn,
-    FunctionTools,
-    LoraAdapter,
     RKLLMParam,
-    flat_floats,
 )
 from rkio.config import Settings
-from rkio.engine.types import Engine, LoadOverrides, RuntimeCall
-from rkio.errors import ModelNotFound, RunnerCrashed
-from rkio.runtime.base import ChatTemplateOverride, CrossAttnParams, Feature
-from rkio.runtime.base import FunctionTools as RuntimeFunctionTools
+from rkio.engine.types import Engine, LoadOverrides
+from rkio.errors import ModelNotFound
+from rkio.runtime.base import Feature
 
 log = logging.getLogger("rkio.jsonrpc")
 
@@ -126,7 +119,6 @@ class RkllmMethods:
         self.engine = engine
         self.settings = settings
         self.runs = RunMethods(engine, settings)
-        self.models_root = Path(os.path.abspath(settings.models_dir.expanduser()))
 
     def handlers(self) -> dict[str, Handler]:
         return {
@@ -134,25 +126,9 @@ class RkllmMethods:
             "rkllm.get_constants": self.get_constants,
             "rkllm.init": self.init,
             "rkllm.destroy": self.destroy,
-            "rkllm.load_lora": self.load_lora,
-            "rkllm.load_prompt_cache": self.load_prompt_cache,
-            "rkllm.release_prompt_cache": self.release_prompt_cache,
-            "rkllm.clear_kv_cache": self.clear_kv_cache,
-            "rkllm.get_kv_cache_size": self.get_kv_cache_size,
-            "rkllm.set_chat_template": self.set_chat_template,
-            "rkllm.set_function_tools": self.set_function_tools,
-            "rkllm.set_cross_attn_params": self.set_cross_attn_params,
+            **HandleCalls(self.engine, self.settings, self.runs).handlers(),
             **self.runs.handlers(),
         }
-
-    def lease(self, ctx: CallContext) -> tuple[Lease, dict[str, Any]]:
-        params, handle_id, _ = pop_common(ctx.params)
-        lease = ctx.session.leases.get(handle_id)
-        if lease.dead is not None:
-            raise RunnerCrashed(
-                f"handle {lease.handle_id} is dead: {lease.dead}; call rkllm.destroy and rkllm.init again"
-            )
-        return lease, params
 
     async def create_default_param(self, ctx: CallContext) -> dict[str, Any]:
         return copy.deepcopy(DEFAULT_PARAM)
@@ -161,7 +137,7 @@ class RkllmMethods:
         if ctx.params.get("handle_id") is not None or (
             len(ctx.session.leases) == 1 and not ctx.session.leases.shared
         ):
-            lease, _ = self.lease(ctx)
+            lease, _ = ctx.lease()
             return constants(lease.runtime, lease.features)
         runtime, features = await asyncio.to_thread(server_runtime)
         return constants(runtime, features)
@@ -260,147 +236,3 @@ class RkllmMethods:
         return {"success": True, "message": "Model destroyed successfully"}
 
     # ---------------------------------------------------------------------------------------- handle state
-
-    async def _runtime_call(self, lease: Lease, call: RuntimeCall) -> object:
-        try:
-            return await self.engine.runtime_call(lease.engine_lease, call)
-        except Exception as exc:
-            if getattr(exc, "kind", None) == "runner_crashed":
-                lease.dead = str(exc)
-            raise
-
-    async def load_lora(self, ctx: CallContext) -> dict[str, Any]:
-        lease, params = self.lease(ctx)
-        lease.require(Feature.LORA)
-        if "path" in params and "lora_adapter" not in params:  # nano's first generation: {path}
-            params = {
-                "lora_adapter_path": params.pop("path"),
-                "lora_adapter_name": params.pop("name", "default"),
-                **params,
-            }
-        adapter = validate_member(LoraAdapter, params, "lora_adapter")
-        root = self.models_root
-        path = inside(root, adapter.lora_adapter_path, "lora_adapter_path")
-        if not path.is_file():
-            raise InvalidParams(
-                f"LoRA adapter {adapter.lora_adapter_path!r} does not exist", "lora_adapter_path"
-            )
-        await self._runtime_call(
-            lease,
-            RuntimeCall(
-                "load_lora",
-                {
-                    "lora_adapter_path": str(path.relative_to(root)),
-                    "lora_adapter_name": adapter.lora_adapter_name,
-                    "scale": adapter.scale,
-                },
-            ),
-        )
-        lease.state.loras[adapter.lora_adapter_name] = str(path)
-        return {
-            "success": True,
-            "message": "LoRA adapter loaded successfully",
-            "lora_adapter_name": adapter.lora_adapter_name,
-        }
-
-    async def load_prompt_cache(self, ctx: CallContext) -> dict[str, Any]:
-        lease, params = self.lease(ctx)
-        lease.require(Feature.PROMPT_CACHE)
-        value = params.get("prompt_cache_path", params.get("path"))
-        if not isinstance(value, str) or not value:
-            raise InvalidParams("prompt_cache_path is required", "prompt_cache_path")
-        path = self.runs.prompt_cache_file(value)
-        if not path.is_file():
-            raise InvalidParams(f"Prompt cache file does not exist: {value}", "prompt_cache_path")
-        lease.state.prompt_cache_path = str(path)
-        return {"success": True, "message": "Prompt cache loaded successfully", "cache_path": value}
-
-    async def release_prompt_cache(self, ctx: CallContext) -> dict[str, Any]:
-        lease, _ = self.lease(ctx)
-        lease.require(Feature.PROMPT_CACHE)
-        lease.state.prompt_cache_path = None
-        return {"success": True, "message": "Prompt cache released successfully"}
-
-    async def clear_kv_cache(self, ctx: CallContext) -> dict[str, Any]:
-        lease, params = self.lease(ctx)
-        lease.require(Feature.CLEAR_KV_CACHE)
-        args = validate(ClearKv, params)
-        call: dict[str, Any] = {"keep_system_prompt": args.keep_system_prompt}
-        if args.start_pos is not None or args.end_pos is not None:
-            lease.require(Feature.CLEAR_KV_CACHE_RANGES)
-            if args.start_pos is None or args.end_pos is None or len(args.start_pos) != len(args.end_pos):
-                raise InvalidParams("start_pos and end_pos must be arrays of the same length", "end_pos")
-            call["ranges"] = [[s, e] for s, e in zip(args.start_pos, args.end_pos, strict=True)]
-        await self._runtime_call(lease, RuntimeCall("clear_kv_cache", call))
-        lease.state.keeps_history = False
-        return {
-            "success": True,
-            "message": "KV cache cleared successfully",
-            "keep_system_prompt": int(args.keep_system_prompt),
-        }
-
-    async def get_kv_cache_size(self, ctx: CallContext) -> dict[str, Any]:
-        lease, _ = self.lease(ctx)
-        lease.require(Feature.KV_CACHE_SIZE)
-        sizes = await self._runtime_call(lease, RuntimeCall("get_kv_cache_size", {}))
-        return {
-            "success": True,
-            "message": "KV cache size retrieved successfully",
-            "cache_sizes": list(sizes) if isinstance(sizes, list | tuple) else [],
-        }
-
-    async def set_chat_template(self, ctx: CallContext) -> dict[str, Any]:
-        lease, params = self.lease(ctx)
-        lease.require(Feature.CHAT_TEMPLATE)
-        template = validate_member(ChatTemplate, params, "template_config")
-        system = template.system_prompt if template.system_prompt is not None else template.chat_template
-        lease.state.chat_template = ChatTemplateOverride(
-            system or "", template.prompt_prefix or "", template.prompt_postfix or ""
-        )
-        return {
-            "success": True,
-            "message": "Chat template set successfully",
-            **{
-                k: v
-                for k, v in (
-                    ("system_prompt", system),
-                    ("prompt_prefix", template.prompt_prefix),
-                    ("prompt_postfix", template.prompt_postfix),
-                )
-                if v is not None
-            },
-        }
-
-    async def set_function_tools(self, ctx: CallContext) -> dict[str, Any]:
-        lease, params = self.lease(ctx)
-        lease.require(Feature.FUNCTION_TOOLS)
-        tools = validate(FunctionTools, params)
-        text = tools.tools if isinstance(tools.tools, str) else json.dumps(tools.tools, ensure_ascii=False)
-        lease.state.function_tools = RuntimeFunctionTools(tools.system_prompt, text, tools.tool_response_str)
-        return {"success": True, "message": "Function tools configuration set successfully"}
-
-    async def set_cross_attn_params(self, ctx: CallContext) -> dict[str, Any]:
-        lease, params = self.lease(ctx)
-        lease.require(Feature.CROSS_ATTN)
-        cross = validate_member(CrossAttn, params, "cross_attn_params")
-        positions = struct_ints(cross.encoder_pos, "encoder_pos")
-        lease.state.cross_attn = CrossAttnParams(
-            flat_floats(cross.encoder_k_cache, "encoder_k_cache"),
-            flat_floats(cross.encoder_v_cache, "encoder_v_cache"),
-            flat_floats(cross.encoder_mask, "encoder_mask"),
-            positions,
-            cross.num_tokens,
-        )
-        return {
-            "success": True,
-            "message": "Cross-attention parameters set successfully",
-            "num_tokens": cross.num_tokens,
-        }
-
-
-def struct_ints(value: Any, field: str) -> tuple[int, ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-        raise InvalidParams(f"{field} must be an array of integers", field)
-    return tuple(value)

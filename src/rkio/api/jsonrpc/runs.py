@@ -193,12 +193,10 @@ class RunMethods:
         )
 
     async def run(self, ctx: CallContext, asynchronous: bool = False) -> Any:
-        params, handle_id, stream = pop_common(ctx.params)
-        if "stream_id" in params:
-            return {"chunks": ctx.pulls.pull(params["stream_id"])}
-        lease = ctx.session.leases.get(handle_id)
-        if lease.dead is not None:
-            raise RunnerCrashed(f"handle {lease.handle_id} is dead: {lease.dead}; destroy it and init again")
+        if "stream_id" in ctx.params:
+            return {"chunks": ctx.pulls.pull(ctx.params["stream_id"])}
+        lease, params = ctx.lease()
+        stream = params.pop("stream", None)
         if lease.running is not None and lease.running.running:
             raise Busy(
                 f"handle {lease.handle_id} is already running a generation (rkllm.abort stops it)",
