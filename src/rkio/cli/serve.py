@@ -107,7 +107,7 @@ def serve(settings: Settings) -> int:
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, log_config=None, access_log=False,
         log_level=settings.log_level.lower(), lifespan="on",
-        timeout_graceful_shutdown=max(1, round(settings.stop_grace)),
+        timeout_graceful_shutdown=max(1, round(settings.stop_grace)), ws_max_size=settings.rpc_max_frame,
         loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
         http="httptools" if importlib.util.find_spec("httptools") else "h11")
     server = QuietExitServer(config)

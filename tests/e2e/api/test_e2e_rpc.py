@@ -30,6 +30,7 @@ SLOW = "[[n=2000]] slow words go on"  # sim-slow: 20 ms per token, so about 40 s
 def start_rpc_server(home: Path, *flags: str) -> LiveServer:
     (home / "models" / "sim-a").mkdir(parents=True)
     (home / "models" / "sim-a" / "style.lora").write_bytes(b"lora adapter")  # the simulator only opens it
+    simkit.make_model(home / "models" / "sim-crash" / "sim-crash.rkllm", 32 << 20, fault="segv_at_token:2")
     return launch(home, simkit.sim_library(FLAVOUR), FLAVOUR, *flags)
 
 
@@ -342,3 +343,18 @@ def test_a_nano_latest_client_works_unchanged(tmp_path: Path) -> None:
         client.close()
     finally:
         assert server.stop() == 0, server.log()
+
+
+@pytest.mark.parametrize("transport", ["unix", "http"])
+def test_a_crashed_runner_leaves_a_dead_handle(endpoints: Endpoints, transport: str) -> None:
+    conn = endpoints.connect(transport)
+    handle = init(conn, "sim-crash")
+    with pytest.raises(RpcError) as caught:
+        conn.call("rkllm.run", h(conn, handle, prompt="[[n=5]] one two three"))
+    assert caught.value.code == -32005 and "SIGSEGV" in caught.value.error["message"]
+    with pytest.raises(RpcError) as caught:
+        conn.call("rkllm.run", h(conn, handle, prompt="again"))
+    assert caught.value.code == -32005 and "is dead" in caught.value.error["message"]
+    assert conn.call("rkllm.destroy", h(conn, handle))["success"]
+    conn.close()
+    endpoints.opened.remove(conn)

@@ -463,3 +463,18 @@ async def test_outputs_of_hidden_and_logits_runs(engine: FakeEngine, service: Rp
     assert runtime_input is not None and runtime_input.mode == "hidden"
     logits = await peer.call("rkllm.run", {"prompt": "x", "mode": 2})
     assert logits["logits"]["vocab_size"] == 10_000 and "logits_base64" in logits["logits"]
+
+
+async def test_a_crashed_runner_leaves_a_dead_handle(engine: FakeEngine, service: RpcService) -> None:
+    from rkio.errors import RunnerCrashed
+
+    engine.script = lambda request: [RunnerCrashed("runner for qwen crashed with SIGSEGV during generation")]
+    peer = push_peer(service)
+    await peer.call("rkllm.init", {"model_path": "qwen"})
+    error = await peer.error("rkllm.run", {"prompt": "x"})
+    assert error["code"] == -32005 and "SIGSEGV" in error["message"]
+    for method in ("rkllm.run", "rkllm.get_kv_cache_size", "rkllm.set_chat_template"):
+        error = await peer.error(method, {"prompt": "x"} if method == "rkllm.run" else {})
+        assert error["code"] == -32005 and "is dead" in error["message"], method
+    assert (await peer.call("rkllm.destroy"))["success"]  # a dead handle can still be destroyed
+    assert engine.leases == {}
