@@ -199,6 +199,10 @@ async def test_stream_default_callbacks_stands_in_for_nano(engine: FakeEngine, t
     await peer.call("rkllm.init", {"model_path": "qwen"})
     assert await peer.request("rkllm.run", {"prompt": "hi"}) is None
     assert peer.pushed[-1]["result"]["_callback_state"] == 2
+    assert (await peer.call("rkllm.run", {"prompt": "plain", "stream": False}))["text"] == "plain"
+    pushed = len(peer.pushed)
+    chat = await peer.call("rkio.chat", {"model": "qwen", "messages": [{"role": "user", "content": "hi"}]})
+    assert chat["text"] == "hi" and len(peer.pushed) == pushed  # the default is rkllm.run's only
 
 
 async def test_callbacks_error_state(engine: FakeEngine, service: RpcService) -> None:

@@ -101,9 +101,9 @@ class HighLevelMethods:
         }
 
     async def _run(self, ctx: CallContext, params: GenerationFields, request: GenerationRequest) -> Any:
-        form = ctx.stream_form(params.stream)
+        form = ctx.stream_form(bool(params.stream) if params.stream != "callbacks" else True)
         if form == "callbacks":
-            form = "push"  # callbacks are an rkllm.run form; the high-level methods push notifications
+            form = "push"  # callbacks (and --rpc-stream-default) are rkllm.run's; these push notifications
 
         def result_of(outcome: RunOutcome) -> dict[str, Any]:
             usage = outcome.done.usage if outcome.done is not None else None
