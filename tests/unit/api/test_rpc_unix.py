@@ -156,3 +156,19 @@ async def test_end_of_input_finishes_the_calls_already_sent(engine: FakeEngine, 
     assert reply["id"] == 5 and reply["result"]["text"] == "hello there world"
     assert await reader.read() == b""
     writer.close()
+
+
+async def test_stop_ends_open_connections_and_releases_their_leases(
+    engine: FakeEngine, tmp_path: Path
+) -> None:
+    sock = Path("/tmp") / f"rkio-test-stop-{os.getpid()}.sock"
+    svc = make_service(engine, tmp_path, rpc_unix=str(sock))
+    await svc.start()
+    client = await RpcClient.connect_unix(sock)
+    await client.call("rkllm.init", {"model_path": "qwen"})
+    assert len(engine.leases) == 1
+    await svc.stop()  # before the engine stops: the lease goes back to a running engine
+    assert engine.leases == {} and len(engine.closed_leases) == 1
+    with pytest.raises(ConnectionResetError):
+        await client.call("rkio.status")
+    await client.close()

@@ -18,7 +18,7 @@ from typing import Any
 from rkio.api.jsonrpc.protocol import InvalidParams, UnknownHandle
 from rkio.api.jsonrpc.streams import Generation
 from rkio.engine.types import Engine
-from rkio.errors import Busy, Unsupported
+from rkio.errors import Busy, RkioError, Unsupported
 from rkio.runtime.base import ChatTemplateOverride, CrossAttnParams, Feature, FunctionTools
 
 log = logging.getLogger("rkio.jsonrpc")
@@ -126,7 +126,10 @@ class LeaseTable:
         if lease.running is not None and lease.running.task is not None and lease.running.running:
             lease.running.task.cancel()
             await asyncio.gather(lease.running.task, return_exceptions=True)
-        await self.engine.close_lease(lease.engine_lease)
+        try:
+            await self.engine.close_lease(lease.engine_lease)
+        except RkioError as exc:  # the engine already stopped (it released every lease then)
+            log.info("handle %d: lease not closed by the engine: %s", lease.handle_id, exc)
 
     async def close_all(self) -> None:
         for lease in list(self._leases.values()):

@@ -24,6 +24,7 @@ from rkio.api.jsonrpc.leases import LeaseTable
 from rkio.api.jsonrpc.methods import RkllmMethods
 from rkio.api.jsonrpc.session import Send, Session
 from rkio.api.jsonrpc.streams import PullStreams
+from rkio.api.jsonrpc.transports.lines import serve_connection
 from rkio.api.jsonrpc.transports.sockets import remove_socket, start_tcp, start_unix
 from rkio.api.jsonrpc.transports.udp import UdpProtocol, start_udp
 from rkio.api.jsonrpc.transports.web import WebTransports
@@ -71,6 +72,7 @@ class RpcService:
         self.web = WebTransports(self.dispatcher, settings.api_key, self.http_session, self.ws_session)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._servers: list[asyncio.Server] = []
+        self._connections: dict[asyncio.StreamWriter, Session] = {}
         self._udp: UdpProtocol | None = None
         self._unix_path: Path | None = None
 
@@ -80,9 +82,13 @@ class RpcService:
             return {}
         status = self.engine.status()
         needed = NEEDS.search(str(exc))  # the planner's figure, as its message prints it (0.1 GiB rounding)
-        return {"needed": parse_size(needed.group(1).replace(" ", "")) if needed else None,
-                "free": status.free_bytes, "budget": status.budget_bytes, "used": status.used_bytes,
-                "loaded": [{"name": m.name, "bytes": m.bytes, "leases": m.leases} for m in status.loaded]}
+        return {
+            "needed": parse_size(needed.group(1).replace(" ", "")) if needed else None,
+            "free": status.free_bytes,
+            "budget": status.budget_bytes,
+            "used": status.used_bytes,
+            "loaded": [{"name": m.name, "bytes": m.bytes, "leases": m.leases} for m in status.loaded],
+        }
 
     # ------------------------------------------------------------------------------------------ sessions
 
@@ -133,7 +139,7 @@ class RpcService:
         path = unix_socket_path(self.settings)
         if path is not None:
             try:
-                self._servers.append(await start_unix(path, self.dispatcher, self.connection_session))
+                self._servers.append(await start_unix(path, self._serve, self.settings.rpc_max_frame))
                 self._unix_path = path
             except OSError as exc:
                 if self.settings.rpc_unix.strip().lower() not in ("", "auto"):
@@ -141,7 +147,7 @@ class RpcService:
                 log.warning("JSON-RPC Unix socket not opened at %s: %s (set --rpc-unix PATH)", path, exc)
         if self.settings.rpc_tcp:
             self._servers.append(
-                await start_tcp(self.settings.rpc_tcp, self.dispatcher, self.connection_session)
+                await start_tcp(self.settings.rpc_tcp, self._serve, self.settings.rpc_max_frame)
             )
         if self.settings.rpc_udp:
             self._udp = await start_udp(self.settings.rpc_udp, self.dispatcher, self.udp_session)
@@ -160,12 +166,28 @@ class RpcService:
             except Exception:
                 log.exception("JSON-RPC sweeper failed")
 
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, transport: str
+    ) -> None:
+        """One Unix/TCP connection, registered so that ``stop`` can end it while the engine still runs."""
+
+        def new_session(name: str, send: Send) -> Session:
+            session = self._connections[writer] = self.connection_session(name, send)
+            return session
+
+        try:
+            await serve_connection(reader, writer, transport, self.dispatcher, new_session)
+        finally:
+            self._connections.pop(writer, None)
+
     async def stop(self) -> None:
-        """Stop listening, cancel running calls, close every lease."""
+        """Stop listening, end every connection (cancelling its calls, closing its leases), close the rest;
+        called before the engine stops, so every lease is released to a running engine."""
         for server in self._servers:
             server.close()
-            if hasattr(server, "close_clients"):
-                server.close_clients()
+        for writer, session in list(self._connections.items()):
+            await session.close()  # its calls cancelled, its leases closed; the handler then sees the close
+            writer.close()
         for server in self._servers:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), 5)

@@ -9,12 +9,13 @@ import logging
 import os
 import socket
 import stat
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from rkio.api.jsonrpc.dispatcher import Dispatcher
-from rkio.api.jsonrpc.transports.lines import SessionFactory, serve_connection
-
 log = logging.getLogger("rkio.jsonrpc")
+
+ConnectionHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, str], Awaitable[None]]
+"""Serves one accepted connection: (reader, writer, transport name)."""
 
 
 def parse_host_port(value: str, what: str) -> tuple[str, int]:
@@ -52,15 +53,13 @@ def claim_socket_path(path: Path) -> None:
     path.unlink()
 
 
-async def start_unix(path: Path, dispatcher: Dispatcher, new_session: SessionFactory) -> asyncio.Server:
+async def start_unix(path: Path, handler: ConnectionHandler, limit: int) -> asyncio.Server:
     """Listen on ``path`` with mode 0600 (only this user may connect; no API key is asked there)."""
     claim_socket_path(path)
     old = os.umask(0o177)  # the socket is created 0600: no window in which others could connect
     try:
         server = await asyncio.start_unix_server(
-            lambda r, w: serve_connection(r, w, "unix", dispatcher, new_session),
-            path=str(path),
-            limit=dispatcher.max_frame,
+            lambda r, w: handler(r, w, "unix"), path=str(path), limit=limit
         )
     finally:
         os.umask(old)
@@ -69,14 +68,9 @@ async def start_unix(path: Path, dispatcher: Dispatcher, new_session: SessionFac
     return server
 
 
-async def start_tcp(address: str, dispatcher: Dispatcher, new_session: SessionFactory) -> asyncio.Server:
+async def start_tcp(address: str, handler: ConnectionHandler, limit: int) -> asyncio.Server:
     host, port = parse_host_port(address, "--rpc-tcp")
-    server = await asyncio.start_server(
-        lambda r, w: serve_connection(r, w, "tcp", dispatcher, new_session),
-        host=host,
-        port=port,
-        limit=dispatcher.max_frame,
-    )
+    server = await asyncio.start_server(lambda r, w: handler(r, w, "tcp"), host=host, port=port, limit=limit)
     log.info("JSON-RPC listening on tcp:%s:%d", host, port)
     return server
 
