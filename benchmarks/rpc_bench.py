@@ -58,7 +58,8 @@ def line_caller(conn: Lines) -> object:
 
 def report(name: str, times: list[float]) -> None:
     median, p90 = statistics.median(times), sorted(times)[int(len(times) * 0.9)]
-    print(f"{name:5s}: {len(times) / sum(times):7.0f} calls/s, median {median * 1e6:6.0f} us, p90 {p90 * 1e6:6.0f} us")
+    rate = len(times) / sum(times)
+    print(f"{name:5s}: {rate:7.0f} calls/s, median {median * 1e6:6.0f} us, p90 {p90 * 1e6:6.0f} us")
 
 
 def stream_run(conn: Lines, handle: int, tokens: int) -> tuple[float, float, int]:
