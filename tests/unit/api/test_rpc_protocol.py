@@ -142,3 +142,28 @@ async def test_insufficient_memory_says_what_is_needed_free_and_loaded(tmp_path:
     assert error["code"] == -32003
     assert error["data"]["needed"] == 3 << 30 and error["data"]["free"] == engine.status().free_bytes
     assert [m["name"] for m in error["data"]["loaded"]] == ["llama"]
+
+
+async def test_a_session_answers_at_most_max_in_flight_at_once(tmp_path: Path) -> None:
+    import asyncio
+
+    from rkio.api.jsonrpc.session import MAX_IN_FLIGHT
+
+    gate = asyncio.Event()
+    engine = FakeEngine(script=lambda request: [gate])
+    peer = push_peer(make_service(engine, tmp_path))
+    chat = {"model": "qwen", "messages": [{"role": "user", "content": "hi"}]}
+
+    async def one() -> None:
+        await peer.raw(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "rkio.chat", "params": chat}))
+
+    for _ in range(MAX_IN_FLIGHT):
+        assert peer.session.try_admit(one())
+    assert not peer.session.try_admit(one())  # UDP drops (and says busy) beyond the limit
+    waiting = asyncio.ensure_future(peer.session.admit(one()))  # line transports and WebSocket wait
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    gate.set()
+    await asyncio.wait_for(waiting, 5)
+    await peer.session.drain()
+    assert len(engine.completed) == MAX_IN_FLIGHT + 1

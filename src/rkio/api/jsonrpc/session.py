@@ -16,6 +16,7 @@ from rkio.api.jsonrpc.leases import LeaseTable
 log = logging.getLogger("rkio.jsonrpc")
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+MAX_IN_FLIGHT = 64  # messages being answered at once on one session; a transport waits (or drops) beyond
 
 
 class Session:
@@ -34,6 +35,8 @@ class Session:
         self.authenticated = authenticated
         self.stream_default = stream_default  # "push" | "callbacks": what run_async uses unless told
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._admitted = 0
+        self._slot_free = asyncio.Event()
         self.closed = False
 
     @property
@@ -47,6 +50,31 @@ class Session:
         self._tasks.add(task)
         task.add_done_callback(self._finished)
         return task
+
+    async def admit(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """``spawn`` once fewer than ``MAX_IN_FLIGHT`` admitted messages are being answered (backpressure)."""
+        while self._admitted >= MAX_IN_FLIGHT:
+            self._slot_free.clear()
+            await self._slot_free.wait()
+        return self._start(coro)
+
+    def try_admit(self, coro: Coroutine[Any, Any, Any]) -> bool:
+        """``spawn`` if a slot is free, else refuse (transports that cannot wait: UDP)."""
+        if self._admitted >= MAX_IN_FLIGHT:
+            coro.close()
+            return False
+        self._start(coro)
+        return True
+
+    def _start(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        self._admitted += 1
+        task = self.spawn(coro)
+        task.add_done_callback(self._release)
+        return task
+
+    def _release(self, task: asyncio.Task[Any]) -> None:
+        self._admitted -= 1
+        self._slot_free.set()
 
     def _finished(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)

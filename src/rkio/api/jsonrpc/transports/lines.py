@@ -30,7 +30,6 @@ from rkio.errors import PayloadTooLarge
 
 log = logging.getLogger("rkio.jsonrpc")
 
-MAX_IN_FLIGHT = 64  # calls running at once on one connection; further lines wait (backpressure)
 
 SessionFactory = Callable[[str, Send], Session]
 
@@ -78,7 +77,6 @@ async def serve_connection(
     """Serve one connection until the peer closes it; then cancel what runs on it and close its leases."""
     out = LineWriter(writer)
     session = new_session(transport, out.send)
-    slots = asyncio.Semaphore(MAX_IN_FLIGHT)
 
     async def answer(line: bytes) -> None:
         try:
@@ -87,8 +85,6 @@ async def serve_connection(
                 await out.write(reply)
         except ConnectionResetError:
             pass
-        finally:
-            slots.release()
 
     try:
         while True:
@@ -98,8 +94,7 @@ async def serve_connection(
                 if peer_closed(writer):
                     break
                 if exc.partial.strip():
-                    await slots.acquire()
-                    session.spawn(answer(exc.partial))
+                    await session.admit(answer(exc.partial))
                 await session.drain()
                 break
             except asyncio.LimitOverrunError:
@@ -113,8 +108,7 @@ async def serve_connection(
             except ConnectionError:
                 break
             if line.strip():
-                await slots.acquire()
-                session.spawn(answer(line))
+                await session.admit(answer(line))
     finally:
         await session.close()
         writer.close()

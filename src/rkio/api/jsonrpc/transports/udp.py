@@ -16,9 +16,9 @@ from typing import Any, cast
 
 from rkio.api.jsonrpc.dispatcher import Dispatcher
 from rkio.api.jsonrpc.protocol import encode, error_message
-from rkio.api.jsonrpc.session import Send, Session
+from rkio.api.jsonrpc.session import MAX_IN_FLIGHT, Send, Session
 from rkio.api.jsonrpc.transports.sockets import parse_host_port
-from rkio.errors import PayloadTooLarge
+from rkio.errors import Busy, PayloadTooLarge
 
 log = logging.getLogger("rkio.jsonrpc")
 
@@ -68,7 +68,9 @@ class UdpProtocol(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
         session = self.session_for(addr)
-        session.spawn(self._answer(data, addr, session))
+        if not session.try_admit(self._answer(data, addr, session)):  # a peer flooding the server
+            err = Busy(f"more than {MAX_IN_FLIGHT} requests in flight from this address", retry_after=1.0)
+            self._sendto(encode(error_message(None, err)), addr)
 
     async def _answer(self, data: bytes, addr: Address, session: Session) -> None:
         reply = await self.dispatcher.handle(data, session)

@@ -112,7 +112,7 @@ class WebTransports:
                 if message["type"] == "websocket.disconnect":
                     break
                 data = message.get("bytes") or (message.get("text") or "").encode()
-                session.spawn(answer(data))
+                await session.admit(answer(data))
         except WebSocketDisconnect:
             pass
         finally:
