@@ -1,15 +1,19 @@
 /* Model lifecycle and per-handle configuration: createDefaultParam, init, destroy, LoRA, prompt cache,
  * chat template, function tools, KV-cache management, cross attention. */
 #include <errno.h>
+#include <linux/futex.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "handle.h"
 #include "layout_asserts.h"
+#include "npu_buffers.h"
 #include "npu_memory.h"
 #include "reply.h"
 #include "strbuf.h"
@@ -24,17 +28,27 @@ long long sim_now_us(void) {
     return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+/* One futex wait on the abort flag per sleep, woken at once by sim_abort_wake: the simulated NPU job
+ * costs the process one wake-up per token, as a real wait on the NPU does, not a wake-up per time slice
+ * (which would be the simulator's own CPU, charged to the runner in board-pace benchmarks). */
 int sim_sleep_us(long long total_us, atomic_int* abort_flag) {
     long long end = sim_now_us() + total_us;
     while (total_us > 0) {
         long long left = end - sim_now_us();
         if (left <= 0) break;
         if (abort_flag && atomic_load(abort_flag)) return 1;
-        long long slice = left < 20000 ? left : 20000;
-        struct timespec ts = {slice / 1000000, (slice % 1000000) * 1000};
-        nanosleep(&ts, NULL);
+        struct timespec ts = {left / 1000000, (left % 1000000) * 1000};
+        if (abort_flag)
+            syscall(SYS_futex, (int*)abort_flag, FUTEX_WAIT_PRIVATE, 0, &ts, NULL, 0);
+        else
+            nanosleep(&ts, NULL);
     }
     return abort_flag && atomic_load(abort_flag);
+}
+
+void sim_abort_wake(atomic_int* abort_flag) {
+    atomic_store(abort_flag, 1);
+    syscall(SYS_futex, (int*)abort_flag, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0);
 }
 
 /* A slow init that is still working, as a real one is while it reads weights into NPU buffers
@@ -225,6 +239,12 @@ SIM_API int rkllm_init(LLMHandle* handle, RKLLMParam* param, LLMResultCallback c
                 footprint);
         return -1;
     }
+    int npu_fd = sim_npu_buffers_hold(footprint, err, sizeof(err));
+    if (npu_fd == -2) {
+        sim_state_release(res.id);
+        fprintf(stderr, "E rkllm: %s\nE rkllm: rkllm init failed\n", err);
+        return -1;
+    }
 
     sim_handle* h = sim_xcalloc(1, sizeof(sim_handle));
     h->magic = SIM_HANDLE_MAGIC;
@@ -240,6 +260,7 @@ SIM_API int rkllm_init(LLMHandle* handle, RKLLMParam* param, LLMResultCallback c
 #endif
     h->footprint = footprint;
     h->reservation_id = res.id;
+    h->npu_fd = npu_fd;
     h->max_context_len = ctx;
     h->token_us = sim_knob(model.token_us, "RKLLM_SIM_TOKEN_US");
     h->prefill_us = sim_knob(model.prefill_us, "RKLLM_SIM_PREFILL_US");
@@ -257,10 +278,11 @@ SIM_API int rkllm_destroy(LLMHandle handle) {
     if (atomic_load(&h->running)) {
         /* rkllm-runtime.md §2.4: destroying during inference gives "failed to submit!" (#289). */
         fprintf(stderr, "E rkllm: failed to submit!\n");
-        atomic_store(&h->abort_requested, 1);
+        sim_abort_wake(&h->abort_requested);
         while (atomic_load(&h->running)) sim_sleep_us(1000, NULL);
     }
     sim_state_release(h->reservation_id);
+    sim_npu_buffers_release(h->npu_fd);
     atomic_fetch_sub(&live_handles, 1);
     free_handle(h);
     return 0;

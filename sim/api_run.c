@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "handle.h"
+#include "npu_buffers.h"
 #include "npu_memory.h"
 #include "reply.h"
 #include "strbuf.h"
@@ -314,12 +315,13 @@ int sim_run_impl(sim_handle* h, RKLLMInput* in, RKLLMInferParam* infer, void* us
     } else {
         memset(&r, 0, sizeof(r));
 #if SIM_HAS_PERF
-        /* rkllm-runtime.md §1.2: perf is only filled at RKLLM_RUN_FINISH; memory_usage_mb (VmHWM, MB). */
+        /* rkllm-runtime.md §1.2: perf is only filled at RKLLM_RUN_FINISH; memory_usage_mb (VmHWM,
+         * MB; what it covers depends on RKLLM_SIM_NPU_MEMORY, npu_buffers.c). */
         r.perf.prefill_time_ms = (float)(t1 - t0) / 1000.0f;
         r.perf.prefill_tokens = prompt_tokens - cache_hit;
         r.perf.generate_time_ms = (float)(t2 - t1) / 1000.0f;
         r.perf.generate_tokens = generated;
-        r.perf.memory_usage_mb = (float)((double)h->footprint / (1024.0 * 1024.0));
+        r.perf.memory_usage_mb = sim_memory_usage_mb(h->footprint);
 #else
         (void)t0;
         (void)t1;
@@ -352,7 +354,7 @@ SIM_API int rkllm_run(LLMHandle handle, RKLLMInput* rkllm_input, RKLLMInferParam
 SIM_API int rkllm_abort(LLMHandle handle) {
     sim_handle* h = sim_handle_check(handle, "rkllm_abort");
     if (!h) return -1;
-    atomic_store(&h->abort_requested, 1);
+    sim_abort_wake(&h->abort_requested);
     pthread_mutex_lock(&h->lock);
     h->n_aborts++;
     pthread_mutex_unlock(&h->lock);

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from rkio.engine import leases, planner
+from rkio.engine.effects import GrantResult
 from rkio.engine.ledger import ModelEntry, Running, Waiter
 from rkio.engine.types import Loading, Queued
 from rkio.errors import InsufficientMemory, InvalidRequest, QueueTimeout
@@ -39,8 +40,7 @@ def _complete_loads(s: Scheduler) -> bool:
         for waiter in [w for w in queue if w.kind == "load" and w.need_ctx <= entry.ctx]:
             if waiter.open_lease and _lease_conflict(s, entry, waiter):
                 continue  # refused, or left queued for a re-init with its parameters (``_reinit``)
-            queue.remove(waiter)
-            del s.waiters[waiter.request_id]
+            s.drop(waiter)
             entry.keep_alive = s.keep_alive_for(waiter)
             if waiter.open_lease and waiter.lease is not None:
                 s.leases[waiter.lease] = model
@@ -57,8 +57,7 @@ def _lease_conflict(s: Scheduler, entry: ModelEntry, waiter: Waiter) -> bool:
     if not names:
         return False
     if s._leases_on(entry.name):
-        s.queues[entry.name].remove(waiter)
-        del s.waiters[waiter.request_id]
+        s.drop(waiter)
         s.effects.finish(waiter.request_id, InvalidRequest(
             f"{entry.name} is held by another lease loaded with other parameters "
             f"({', '.join(names)}); use the same parameters or wait until it is released"))
@@ -78,11 +77,15 @@ def _grant(s: Scheduler, now: float) -> bool:
                 break
             if entry.npu and s.lanes_used >= s.config.npu_lanes:
                 break
-            queue.remove(waiter)
-            del s.waiters[waiter.request_id]
             load_s = entry.load_s if entry.loaded_at >= waiter.arrived else None
-            if not s.effects.grant(waiter.request_id, model, entry.incarnation, load_s):
-                continue  # the client left between queueing and now: nothing was granted
+            result = s.effects.grant(waiter.request_id, model, entry.incarnation, load_s)
+            if result is GrantResult.RUNNER_GONE:
+                # the runner died before we heard (RunnerDied is on its way): the waiter keeps its place
+                entry.state, entry.stop_reason = "stopping", "crashed"
+                break
+            s.drop(waiter)
+            if result is GrantResult.CLIENT_GONE:
+                continue  # the client left between queueing and now: it ended itself
             s.counters["granted"] += 1
             s.running[waiter.request_id] = Running(waiter.request_id, model, entry.incarnation, entry.npu,
                                                    waiter.lease, waiter.keep_history)
@@ -115,7 +118,7 @@ def _stop_idle(s: Scheduler, now: float) -> bool:
             s.counters["expirations"] += 1
             reason = "expired"
         if reason is not None:
-            s.stop(entry, reason)
+            s.begin_stop(entry, reason)
             stopped = True
     return stopped
 
@@ -144,8 +147,7 @@ def _reinit(s: Scheduler, entry: ModelEntry) -> bool | None:
     if isinstance(plan, planner.Reject):
         too_big = [w for w in queue if w.need_ctx > entry.ctx]
         for waiter in too_big:
-            queue.remove(waiter)
-            del s.waiters[waiter.request_id]
+            s.drop(waiter)
             s.counters["insufficient_memory"] += 1
             s.effects.finish(waiter.request_id, InsufficientMemory(f"context {ctx}: {plan.message}"))
         return False
@@ -179,7 +181,7 @@ def _start_load(s: Scheduler, now: float) -> None:
         if isinstance(plan, planner.Evict):
             for victim in plan.victims:
                 s.counters["evictions"] += 1
-                s.stop(s.models[victim], f"evicted for {model}")
+                s.begin_stop(s.models[victim], f"evicted for {model}")
             return
         if isinstance(plan, planner.Wait):
             return  # strict FIFO: a younger load does not overtake a waiting older one
@@ -214,8 +216,7 @@ def worth_telling(told: int, position: int) -> bool:
 
 def _timed_out(s: Scheduler, waiter: Waiter) -> None:
     s.counters["queue_timeouts"] += 1
-    s.queues[waiter.model].remove(waiter)
-    del s.waiters[waiter.request_id]
+    s.drop(waiter)
     s.effects.finish(waiter.request_id, QueueTimeout(
         f"waited {s.config.queue_timeout:g} s in the queue for {waiter.model}"))
 

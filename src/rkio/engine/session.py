@@ -8,11 +8,12 @@ granted, cancelled, stalled, or done.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any, Literal
 
 from rkio.engine.events import Cancel, GenerationDone, Outcome, Request, TokenStall
-from rkio.engine.supervisor import Finished, Grant, Supervisor
+from rkio.engine.mailbox import Finished, Grant, Mailbox
+from rkio.engine.supervisor import Supervisor
 from rkio.engine.types import (
     ChatMessage,
     Done,
@@ -68,7 +69,7 @@ def kv_effect(request: GenerationRequest) -> bool | None:
 
 async def generate(
     sup: Supervisor, spec: ModelSpec, request: GenerationRequest
-) -> AsyncIterator[EngineEvent]:
+) -> AsyncGenerator[EngineEvent, None]:
     """Queue ``request``, wait for its grant, stream the runner's chunks, end with ``Done``."""
     gen = runner_generation(spec, request)
     rid, box = sup.open_mailbox()
@@ -137,25 +138,16 @@ async def generate(
         end_request(sup, rid, box, grant, stream, ended)
 
 
-def end_request(sup: Supervisor, rid: int, box: Any, grant: Grant | None,
+def end_request(sup: Supervisor, rid: int, box: Mailbox, grant: Grant | None,
                 stream: AsyncGenerator[Any, None] | None, ended: bool) -> None:
     """Stop listening; a request the scheduler does not know is over is cancelled or its runner freed."""
-    grant = grant or _unread_grant(box)
+    grant = grant or box.unread_grant()
     sup.close_mailbox(rid)
     if not ended:
         if grant is None:
             sup.post(Cancel(rid))
         else:
             sup.abandon(rid, stream, grant.runner)
-
-
-def _unread_grant(box: Any) -> Grant | None:
-    """A grant can arrive after the client stopped listening; it must still be handed back."""
-    while not box.items.empty():
-        item = box.items.get_nowait()
-        if type(item) is Grant:
-            return item
-    return None
 
 
 def _done(result: RunnerDone, arrived: float, grant: Grant, first_at: float | None, now: float) -> Done:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -58,8 +58,8 @@ class Peer:
 def make_service(
     engine: FakeEngine, tmp_path: Path, clock: FakeClock | None = None, **settings: Any
 ) -> RpcService:
-    base = Settings(models_dir=tmp_path / "models", state_dir=tmp_path / "state")
-    return RpcService(engine, replace(base, **settings), clock=clock or FakeClock())
+    values = {"models_dir": tmp_path / "models", "state_dir": tmp_path / "state", **settings}
+    return RpcService(engine, Settings(**values), clock=clock or FakeClock())
 
 
 def push_peer(service: RpcService, transport: str = "unix") -> Peer:

@@ -109,7 +109,7 @@ async def test_internal_errors_have_no_traceback(tmp_path: Path) -> None:
 
 
 async def test_frame_over_the_limit(tmp_path: Path) -> None:
-    peer = http_peer(make_service(FakeEngine(), tmp_path, rpc_max_frame=1000))
+    peer = http_peer(make_service(FakeEngine(), tmp_path, rpc_max_frame=1024))
     reply = await peer.raw(
         json.dumps({"jsonrpc": "2.0", "id": 1, "method": "rkio.status", "params": {"pad": "x" * 2000}})
     )

@@ -1,4 +1,5 @@
-"""``rkio rpc --stdio`` (the bridge to a running server) and the JSON-RPC settings of ``rkio serve``."""
+"""``rkio rpc --stdio`` (the bridge to a running server) and the limits of the JSON-RPC settings (every
+setting's parsing is in test_settings.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 from rkio.cli.main import main
 from rkio.cli.rpc import bridge
 from rkio.config import Settings
+from rkio.errors import ConfigError
 
 
 def test_no_server_means_exit_1_and_a_hint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -42,13 +44,9 @@ async def test_bridge_copies_both_ways(tmp_path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def test_rpc_settings_from_flags_and_environment() -> None:
-    settings = Settings.load(None, {"rpc_tcp": "127.0.0.1:9000", "rpc_lease_ttl": "2m"},
-                             environ={"RKIO_RPC_STREAM_TTL": "30s", "RKIO_RPC_MAX_FRAME": "1MiB",
-                                      "RKIO_RPC_STREAM_DEFAULT": "callbacks"})
-    assert (settings.rpc_tcp, settings.rpc_lease_ttl) == ("127.0.0.1:9000", 120.0)
-    assert settings.rpc_stream_ttl == 30.0
-    assert settings.rpc_max_frame == 1 << 20 and settings.rpc_stream_default == "callbacks"
-    assert Settings().rpc_unix == "auto" and Settings().rpc_lease_ttl == 600.0
-    with pytest.raises(ValueError, match="rpc_stream_default"):
-        Settings.load(None, {"rpc_stream_default": "smoke"}, environ={})
+
+def test_rpc_settings_refuse_what_the_server_cannot_serve() -> None:
+    with pytest.raises(ConfigError, match="--rpc-stream-default"):
+        Settings.load(None, {"rpc_stream_default": "smoke"})
+    with pytest.raises(ConfigError, match="--rpc-max-frame"):
+        Settings.load(None, {"rpc_max_frame": "10"})
