@@ -211,12 +211,13 @@ def test_lora_and_prompt_cache(conn: Conn) -> None:
             prompt_cache_params={"save_prompt_cache": 1, "prompt_cache_path": cache},
         ),
     )
+    longer = "[[n=1]] cached prefix and more words"
+    uncached = conn.call("rkllm.run", h(conn, handle, prompt=longer))["perf"]["prefill_tokens"]
     assert conn.call("rkllm.load_prompt_cache", h(conn, handle, prompt_cache_path=cache))["success"]
-    assert (
-        conn.call("rkllm.run", h(conn, handle, prompt="[[n=1]] cached prefix more"))["finish_reason"]
-        == "stop"
-    )
+    cached = conn.call("rkllm.run", h(conn, handle, prompt=longer))["perf"]["prefill_tokens"]
+    assert 0 < cached < uncached  # the loaded cache covered the prefix: only the rest was prefilled
     assert conn.call("rkllm.release_prompt_cache", h(conn, handle))["success"]
+    assert conn.call("rkllm.run", h(conn, handle, prompt=longer))["perf"]["prefill_tokens"] == uncached
     with pytest.raises(RpcError) as caught:
         conn.call("rkllm.load_prompt_cache", h(conn, handle, prompt_cache_path="../../../etc/passwd"))
     assert caught.value.code == -32602
