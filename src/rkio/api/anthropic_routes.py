@@ -29,6 +29,7 @@ from rkio.api.anthropic_schema import CountTokensRequest, MessagesRequest
 from rkio.api.anthropic_stream import MessagesStreamEncoder, message_body
 from rkio.api.engine_request import keep_alive_seconds, model_name, parse_body, resolve_sampling, stop_strings
 from rkio.api.reply import ReplyParser, parse_reply
+from rkio.api.run_report import report_run
 from rkio.api.streaming import EngineStream, collect_reply
 from rkio.api.structured import OutputFormat, StructuredOutput, start_generation
 from rkio.config import Settings
@@ -80,7 +81,8 @@ class AnthropicRoutes:
             request_id=message_id)
         record = record_of(request.scope)
         record.model, record.stream = model, req.stream
-        events, headers = start_generation(self.engine, gen, structured)
+        events, headers = start_generation(self.engine, gen, structured,
+                                           report_run(self.engine, gen, record))
         if req.stream:
             encoder = MessagesStreamEncoder(message_id, model, ReplyParser(think, bool(tools)), stops)
             return EngineStream(events, encoder, "anthropic", record, commit_after=self.commit_after,
@@ -88,7 +90,7 @@ class AnthropicRoutes:
         text, done = await collect_reply(request.receive, events, record)
         reply = parse_reply(text, think, bool(tools), structured is not None)
         return JSONResponse(message_body(message_id, model, reply, done, stops),
-                            headers=headers())
+                            headers=headers)
 
     async def count_tokens(self, request: Request) -> Any:
         req = await parse_body(request, CountTokensRequest)

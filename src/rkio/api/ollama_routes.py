@@ -38,6 +38,7 @@ from rkio.api.ollama_stream import (
     timestamp,
 )
 from rkio.api.reply import ReplyParser, parse_reply
+from rkio.api.run_report import report_run
 from rkio.api.streaming import EngineStream, collect_reply
 from rkio.api.structured import StructuredOutput, ollama_format, start_generation
 from rkio.config import Settings
@@ -134,14 +135,15 @@ class OllamaRoutes:
             enable_thinking=req.thinking, request_id=request_id("chat"))
         record = record_of(request.scope)
         record.model, record.stream = model, req.stream
-        events, headers = start_generation(self.engine, gen, structured)
+        events, headers = start_generation(self.engine, gen, structured,
+                                           report_run(self.engine, gen, record))
         if req.stream:
             encoder = ChatNdjsonEncoder(model, ReplyParser(req.thinking, bool(tools)))
             return EngineStream(events, encoder, "ollama", record, heartbeat=self.heartbeat, headers=headers)
         text, done = await collect_reply(request.receive, events, record)
         reply = parse_reply(text, req.thinking, bool(tools), structured is not None)
         return JSONResponse({"model": model, "created_at": timestamp(), "message": chat_message(reply),
-                             **done_fields(done)}, headers=headers())
+                             **done_fields(done)}, headers=headers)
 
     async def generate(self, request: Request) -> Any:
         req = await parse_body(request, GenerateRequest)
@@ -168,7 +170,8 @@ class OllamaRoutes:
             gen = GenerationRequest(messages=tuple(messages), **common)
         record = record_of(request.scope)
         record.model, record.stream = model, req.stream
-        events, headers = start_generation(self.engine, gen, structured)
+        events, headers = start_generation(self.engine, gen, structured,
+                                           report_run(self.engine, gen, record))
         if req.stream:
             encoder = GenerateNdjsonEncoder(model, ReplyParser(req.thinking, False))
             return EngineStream(events, encoder, "ollama", record, heartbeat=self.heartbeat, headers=headers)
@@ -177,7 +180,7 @@ class OllamaRoutes:
         body: dict[str, Any] = {"model": model, "created_at": timestamp(), "response": reply.content}
         if reply.reasoning:
             body["thinking"] = reply.reasoning
-        return JSONResponse({**body, **done_fields(done)}, headers=headers())
+        return JSONResponse({**body, **done_fields(done)}, headers=headers)
 
     async def tags(self, request: Request) -> Response:
         models = [{"name": s.name, "model": s.name, "modified_at": timestamp(s.mtime_ns / 1e9),

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Coroutine, Mapping
 from typing import Any, Protocol, TypeVar
 
 from starlette.types import Receive, Scope, Send
@@ -128,14 +128,14 @@ class SseKeepalive:
 class EngineStream:
     """ASGI response streaming one generation through a ``StreamEncoder``.
 
-    ``headers`` is called when the headers go out: extra response headers as known at that moment.
+    ``headers``: extra response headers, read when they go out (a value may still change until then).
     """
 
     def __init__(self, events: AsyncIterator[EngineEvent], encoder: StreamEncoder, protocol: WireProtocol,
                  record: RequestRecord, *, commit_after: float = 1.0, heartbeat: float = 10.0,
-                 headers: Callable[[], dict[str, str]] | None = None) -> None:
+                 headers: Mapping[str, str] | None = None) -> None:
         self.events = events
-        self.headers = headers
+        self.headers: Mapping[str, str] = headers if headers is not None else {}
         self.encoder = encoder
         self.protocol = protocol
         self.record = record
@@ -152,9 +152,8 @@ class EngineStream:
     async def _commit(self, send: Send) -> None:
         self.committed = True
         headers = [(b"content-type", self.encoder.media_type.encode()), (b"cache-control", b"no-cache"),
-                   (b"x-accel-buffering", b"no")]
-        if self.headers is not None:
-            headers += [(k.lower().encode(), v.encode()) for k, v in self.headers().items()]
+                   (b"x-accel-buffering", b"no"),
+                   *((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in self.headers.items())]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
 
     async def _run(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -161,12 +161,33 @@ class StructuredOutput:
             gen = _retry_request(gen, text, error)
 
 
-def start_generation(engine: Engine, gen: GenerationRequest, structured: StructuredOutput | None
-                     ) -> tuple[AsyncIterator[EngineEvent], Callable[[], dict[str, str]]]:
-    """The generation's events, and its extra response headers (called when the headers are sent)."""
-    if structured is None:
-        return engine.generate(gen), dict
-    return structured.events(gen), structured.headers
+class ResponseHeaders(Mapping[str, str]):
+    """``base`` headers plus the structured-output mode as it is whenever they are read (a validated
+    stream's retries are counted until its headers go out)."""
+
+    def __init__(self, base: Mapping[str, str], structured: StructuredOutput | None) -> None:
+        self.base = base
+        self.structured = structured
+
+    def _now(self) -> dict[str, str]:
+        return {**self.base, **(self.structured.headers() if self.structured is not None else {})}
+
+    def __getitem__(self, key: str) -> str:
+        return self._now()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._now())
+
+    def __len__(self) -> int:
+        return len(self._now())
+
+
+def start_generation(engine: Engine, gen: GenerationRequest, structured: StructuredOutput | None,
+                     headers: Mapping[str, str] | None = None
+                     ) -> tuple[AsyncIterator[EngineEvent], ResponseHeaders]:
+    """The generation's events, and its extra response headers (``headers`` and the structured mode)."""
+    events = engine.generate(gen) if structured is None else structured.events(gen)
+    return events, ResponseHeaders(headers or {}, structured)
 
 
 def _retry_request(gen: GenerationRequest, reply: str, error: str) -> GenerationRequest:
