@@ -47,6 +47,13 @@ def test_messages_multi_turn_system_stream_and_not(server: LiveServer) -> None:
     assert {"content_block_start", "content_block_delta", "content_block_stop", "message_delta"} <= set(kinds)
     short = client.messages.create(model="sim-a", max_tokens=5, messages=history)
     assert short.stop_reason == "max_tokens" and short.usage.output_tokens == 5
+    # the package has no sampling arguments any more; older clients and curl send them in the body, and
+    # like on the other APIs a runtime without per-run sampling keeps the loaded one and says so
+    sampled = client.messages.with_raw_response.create(model="sim-a", max_tokens=5, messages=history,
+                                                       extra_body={"temperature": 0.2, "top_k": 5})
+    assert sampled.parse().usage.output_tokens == 5
+    assert sampled.headers["x-rkio-sampling"] == "loaded"
+    assert "sampling" in sampled.headers["x-rkio-not-applied"]
 
 
 def test_raw_event_sequence(server: LiveServer) -> None:
