@@ -68,7 +68,7 @@ def test_anthropic_messages_stream_and_not(server: Server) -> None:
     reply = client.messages.create(model=MODEL, max_tokens=20, messages=FEW_SHOT, stop_sequences=["\n"],
                                    extra_body={"temperature": 0})
     text = "".join(b.text for b in reply.content if b.type == "text")
-    assert text.strip().startswith("Paris")
+    assert "Paris" in text  # a base model answers "Paris", an instruction-tuned one in a sentence
     assert reply.stop_reason in ("stop_sequence", "end_turn", "max_tokens")
     if reply.stop_reason == "stop_sequence":
         assert reply.stop_sequence == "\n"
