@@ -19,6 +19,7 @@ from rkio.api.openai_routes import OpenAIRoutes
 from rkio.api.ops_routes import OpsRoutes
 from rkio.config import Settings
 from rkio.engine.types import Engine
+from rkio.mcp.http import McpEndpoint
 
 log = logging.getLogger("rkio.api")
 
@@ -30,13 +31,15 @@ def create_app(engine: Engine, settings: Settings, *, manage_engine: bool = True
                commit_after: float = COMMIT_AFTER, heartbeat: float = HEARTBEAT) -> Starlette:
     """Build the app. With ``manage_engine`` the lifespan starts the engine and stops it on shutdown."""
     metrics = ApiMetrics()
+    mcp = McpEndpoint(engine, settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if manage_engine:
             await engine.start()
         try:
-            yield
+            async with mcp.running():  # MCP sessions end (their calls cancelled) before the engine stops
+                yield
         finally:
             if manage_engine:
                 log.info("stopping the engine (grace %.0fs)", settings.stop_grace)
@@ -53,7 +56,7 @@ def create_app(engine: Engine, settings: Settings, *, manage_engine: bool = True
     middleware.append(Middleware(BodyLimit, max_bytes=settings.max_body_bytes))
     routes = [*OpenAIRoutes(engine, settings, commit_after, heartbeat).routes(),
               *OllamaRoutes(engine, settings, heartbeat).routes(),
-              *OpsRoutes(engine, metrics).routes()]
+              *OpsRoutes(engine, metrics).routes(), mcp.route()]
     app = Starlette(routes=routes, middleware=middleware, exception_handlers=EXCEPTION_HANDLERS,
                     lifespan=lifespan)
     app.state.engine = engine
