@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -124,7 +124,3 @@ class ToolBackend(Protocol):
     async def list_models(self) -> ModelList: ...
     async def status(self) -> StatusReport: ...
 
-
-def status_report(status: dict[str, Any]) -> StatusReport:
-    """The report from the engine status as JSON (``dataclasses.asdict`` of ``EngineStatus``)."""
-    return StatusReport.model_validate(status)

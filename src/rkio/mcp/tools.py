@@ -9,6 +9,7 @@ far; a message while queued or loading) to clients that asked for it with a prog
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Annotated
 
 from mcp.server import MCPServer
@@ -64,14 +65,14 @@ def _options(max_tokens: int | None, temperature: float | None, top_p: float | N
                    stop=tuple(stop or ()))
 
 
-def _progress(ctx: Context, total: int | None) -> Progress:
+def _progress(ctx: Context, total: int | None, clock: Callable[[], float]) -> Progress:
     """Tokens so far as MCP progress, at most every ``PROGRESS_INTERVAL`` seconds; waiting messages always."""
     last: float | None = None  # when tokens were last reported; the first token always is
 
     async def report(tokens: int, message: str | None) -> None:
         nonlocal last
         if message is None:
-            now = time.monotonic()
+            now = clock()
             if last is not None and now - last < PROGRESS_INTERVAL:
                 return
             last = now
@@ -80,8 +81,8 @@ def _progress(ctx: Context, total: int | None) -> Progress:
     return report
 
 
-def build_server(backend: ToolBackend) -> MCPServer:
-    """An MCP server whose tools and resources call ``backend``."""
+def build_server(backend: ToolBackend, clock: Callable[[], float] = time.monotonic) -> MCPServer:
+    """An MCP server whose tools and resources call ``backend``; ``clock`` paces progress notifications."""
     server: MCPServer = MCPServer("rkio", version=__version__, instructions=INSTRUCTIONS)
     generation = ToolAnnotations(read_only_hint=True, open_world_hint=False, idempotent_hint=False)
     lookup = ToolAnnotations(read_only_hint=True, open_world_hint=False, idempotent_hint=True)
@@ -98,7 +99,7 @@ def build_server(backend: ToolBackend) -> MCPServer:
         when the call carries a progress token; cancelling the call stops the generation."""
         call = ChatCall(model, tuple(messages), _options(max_tokens, temperature, top_p, top_k, stop))
         try:
-            return await backend.chat(call, _progress(ctx, max_tokens))
+            return await backend.chat(call, _progress(ctx, max_tokens, clock))
         except RkioError as err:
             raise tool_error(err) from None
 
@@ -115,7 +116,7 @@ def build_server(backend: ToolBackend) -> MCPServer:
         progress notifications like chat; cancelling the call stops the generation."""
         call = GenerateCall(model, prompt, raw, _options(max_tokens, temperature, top_p, top_k, stop))
         try:
-            return await backend.generate(call, _progress(ctx, max_tokens))
+            return await backend.generate(call, _progress(ctx, max_tokens, clock))
         except RkioError as err:
             raise tool_error(err) from None
 
