@@ -42,6 +42,13 @@ class Settings:
     max_body_bytes: int = 8 << 20
     default_model: str | None = None
     log_level: str = "info"
+    rpc_unix: str = "auto"  # JSON-RPC Unix socket: auto = <state_dir>/rpc.sock, off, or a path
+    rpc_tcp: str | None = None  # HOST:PORT
+    rpc_udp: str | None = None  # HOST:PORT
+    rpc_lease_ttl: float = 600.0  # idle expiry of HTTP/UDP handles
+    rpc_stream_ttl: float = 60.0  # expiry of an undrained HTTP pull stream
+    rpc_stream_default: str = "push"  # push | callbacks: how rkllm.run streams without a stream param
+    rpc_max_frame: int = 16 << 20
 
     @classmethod
     def load(cls, config_file: Path | None = None, overrides: dict[str, Any] | None = None,
@@ -65,9 +72,9 @@ class Settings:
 
 
 _PATHS = {"models_dir", "state_dir"}
-_SIZES = {"memory_budget", "memory_reserve", "max_body_bytes"}
+_SIZES = {"memory_budget", "memory_reserve", "max_body_bytes", "rpc_max_frame"}
 _DURATIONS = {"queue_timeout", "keep_alive", "load_timeout", "first_token_timeout", "token_stall_timeout",
-              "abort_grace", "stop_grace"}
+              "abort_grace", "stop_grace", "rpc_lease_ttl", "rpc_stream_ttl"}
 _INTS = {"port", "max_queue", "npu_lanes"}
 _LISTS = {"preload", "cors_origins"}
 
@@ -88,6 +95,10 @@ def _coerce(name: str, value: Any) -> Any:
         if name == "runtime":
             if value not in ("auto", "rkllm", "llamacpp"):
                 raise ValueError(f"{value!r} is not one of auto, rkllm, llamacpp")
+            return value
+        if name == "rpc_stream_default":
+            if value not in ("push", "callbacks"):
+                raise ValueError(f"{value!r} is not one of push, callbacks")
             return value
         if name == "reserved_domains":
             items = value.split(",") if isinstance(value, str) else value

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from rkio import __version__
 
 # Each module registers its subcommand(s) and sets ``func`` (args -> exit code) on its parser.
-COMMANDS = ("serve", "client_commands", "mcp", "doctor", "probe")
+COMMANDS = ("serve", "client_commands", "mcp", "doctor", "probe", "rpc")
 
 
 def build_parser() -> argparse.ArgumentParser:

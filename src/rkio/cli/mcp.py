@@ -1,9 +1,9 @@
 """``rkio mcp``: an MCP server over stdio for MCP clients (Claude Desktop/Code, IDEs, agent frameworks).
 
 It starts no engine: every tool call goes to the running ``rkio serve`` through its JSON-RPC Unix socket
-(``--socket``, default ``<state dir>/rpc.sock``), so admission, queueing and crash isolation stay in the one
-server. It may start before the server does: a call made while the server is down is a tool error saying so.
-stdout carries the protocol; logs go to stderr.
+(``--socket``; default: the ``rpc_unix`` setting, ``<state dir>/rpc.sock``), so admission, queueing and
+crash isolation stay in the one server. It may start before the server does: a call made while the server
+is down is a tool error saying so. stdout carries the protocol; logs go to stderr.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 import anyio
 
-from rkio.config import Settings
+from rkio.cli.rpc import socket_path
 
 
 def register(subparsers: Any) -> None:
@@ -25,15 +25,8 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("mcp", help="MCP server over stdio, for MCP clients (talks to rkio serve)",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--socket", type=Path, metavar="PATH",
-                        help="the server's JSON-RPC Unix socket (default: <state dir>/rpc.sock)")
-    parser.add_argument("--config", type=Path, metavar="FILE", help="TOML settings file (also $RKIO_CONFIG)")
+                        help="the server's JSON-RPC socket (default: rpc_unix setting, <state dir>/rpc.sock)")
     parser.set_defaults(func=run)
-
-
-def socket_path(args: argparse.Namespace) -> Path:
-    if args.socket is not None:
-        return Path(args.socket).expanduser()
-    return Settings.load(args.config).state_dir / "rpc.sock"
 
 
 def run(args: argparse.Namespace) -> int:

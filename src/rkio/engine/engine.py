@@ -8,17 +8,27 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from rkio.config import Settings
-from rkio.engine import meminfo, session
+from rkio.engine import calls, leases, meminfo, session
 from rkio.engine.events import CloseLease, Request, Shutdown, Unload
 from rkio.engine.footprints import FootprintStore
 from rkio.engine.planner import derive_budget
 from rkio.engine.status import snapshot
 from rkio.engine.supervisor import Finished, RunnerFactory, Supervisor
-from rkio.engine.types import EngineEvent, EngineStatus, GenerationRequest, ModelSpec
-from rkio.errors import RkioError, ShuttingDown
+from rkio.engine.types import (
+    EngineEvent,
+    EngineStatus,
+    GenerationRequest,
+    LeaseInfo,
+    LoadOverrides,
+    ModelSpec,
+    RuntimeCall,
+)
+from rkio.errors import InvalidRequest, RkioError, RunnerCrashed, ShuttingDown
+from rkio.runtime.base import LoadParams
 
 if TYPE_CHECKING:
     from rkio.engine.registry import ModelRegistry
@@ -45,6 +55,7 @@ class ModelEngine:
         self._sup: Supervisor | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
+        self._lease_loads: dict[str, LoadParams] = {}  # the load parameters each lease asked for
 
     # ------------------------------------------------------------------------------------ registry
 
@@ -128,6 +139,8 @@ class ModelEngine:
     async def generate(self, request: GenerationRequest) -> AsyncIterator[EngineEvent]:
         """Queue, load if needed, run. Raises RkioError subclasses; closing the iterator cancels."""
         spec = self.model(request.model)
+        if request.lease is not None:
+            request = self._with_lease_sampling(request)
         async for event in session.generate(self._supervisor(), spec, request):
             yield event
 
@@ -154,15 +167,64 @@ class ModelEngine:
         """Stop ``model``'s runner once idle; returns when its memory is back. No-op if not loaded."""
         await self._call(lambda rid: Unload(rid, model))
 
-    async def open_lease(self, model: str) -> str:
-        """Load ``model`` and keep it resident (never evicted or expired) until the lease is closed."""
+    async def open_lease(self, model: str, load: LoadOverrides | None = None) -> str:
+        """Load ``model`` and keep it resident (never evicted or expired) until the lease is closed.
+
+        ``load`` overrides the model's RKLLMParam fields. The same parameters share a loaded instance;
+        other parameters re-init an instance nobody else holds, and are refused (InvalidRequest naming
+        the fields) while another lease holds it, unless the runtime applies them per run (sampling).
+        """
         spec = self.model(model)
+        wanted = leases.apply_overrides(spec.load, load)
+        spec = replace(spec, load=wanted)
         lease = uuid.uuid4().hex
         await self._call(lambda rid: Request(rid, spec, "load", None, None, lease, True))
+        self._lease_loads[lease] = wanted
         return lease
 
     async def close_lease(self, lease: str) -> None:
+        self._lease_loads.pop(lease, None)
         self._supervisor().post(CloseLease(lease))
+
+    def lease_info(self, lease: str) -> LeaseInfo:
+        """The lease's model instance: runtime, features and the load parameters in effect for it."""
+        sup = self._supervisor()
+        model = self._lease_model(lease)
+        entry = sup.scheduler.models.get(model)
+        runner = sup.runner_of(model)
+        if entry is None or entry.load is None or runner is None:
+            raise RunnerCrashed(f"the runner of {model} is gone; the lease is dead")
+        load = entry.load
+        wanted = self._lease_loads.get(lease)
+        if wanted is not None and wanted.sampling != load.sampling:
+            load = replace(load, sampling=wanted.sampling)  # applied per run (see open_lease)
+        return LeaseInfo(lease, model, runner.runtime_name, runner.features, load)
+
+    async def runtime_call(self, lease: str, call: RuntimeCall) -> object:
+        """Run ``call`` in the lease's runner once its handle is idle (queued like a generation)."""
+        spec = self.model(self._lease_model(lease))
+        return await calls.runtime_call(self._supervisor(), spec, lease, call)
+
+    def _lease_model(self, lease: str) -> str:
+        scheduler = self._supervisor().scheduler
+        if lease in scheduler.dead_leases:
+            raise RunnerCrashed(scheduler.dead_leases[lease])
+        model = scheduler.leases.get(lease)
+        if model is None:
+            raise InvalidRequest(f"no open lease {lease!r}")
+        return model
+
+    def _with_lease_sampling(self, request: GenerationRequest) -> GenerationRequest:
+        """A lease's own sampling, where it shares an instance loaded with other sampling (per-run)."""
+        wanted = self._lease_loads.get(request.lease or "")
+        entry = self._supervisor().scheduler.models.get(request.model)
+        if wanted is None or entry is None or entry.load is None or entry.load.sampling == wanted.sampling:
+            return request
+        if request.runtime_input is not None:
+            if request.runtime_input.sampling is not None:
+                return request
+            return replace(request, runtime_input=replace(request.runtime_input, sampling=wanted.sampling))
+        return request if request.sampling is not None else replace(request, sampling=wanted.sampling)
 
     def status(self) -> EngineStatus:
         sup = self._supervisor()

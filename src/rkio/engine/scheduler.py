@@ -39,6 +39,7 @@ from rkio.engine.events import (
     TokenStall,
     Unload,
 )
+from rkio.engine.kv_exclusive import KvExclusivity
 from rkio.engine.ledger import FootprintFn, ModelEntry, Running, SchedulerConfig, Waiter
 from rkio.engine.lifecycle import FailureRecord, effective_keep_alive
 from rkio.engine.types import ModelSpec
@@ -48,6 +49,7 @@ from rkio.errors import (
     InsufficientMemory,
     InvalidRequest,
     ModelQuarantined,
+    RunnerCrashed,
     ShuttingDown,
 )
 from rkio.errors import (
@@ -71,6 +73,8 @@ class Scheduler:
         self.waiters: dict[int, Waiter] = {}
         self.running: dict[int, Running] = {}
         self.leases: dict[str, str] = {}  # lease id -> model
+        self.dead_leases: dict[str, str] = {}  # lease id -> why (its runner crashed)
+        self.kv = KvExclusivity()
         self.failures: dict[str, FailureRecord] = {}
         self.quarantined: dict[str, str] = {}  # model -> why
         self.lanes_used = 0
@@ -100,6 +104,8 @@ class Scheduler:
             return self.effects.finish(rid, LoadFailedError(
                 f"{spec.name} failed to load {record.failures} time(s), retrying later: {record.reason}",
                 retry_after=record.cooling(now)))
+        if ev.lease is not None and ev.lease in self.dead_leases:
+            return self.effects.finish(rid, RunnerCrashed(self.dead_leases[ev.lease]))
         if ev.lease is not None and not ev.open_lease and self.leases.get(ev.lease) != spec.name:
             return self.effects.finish(rid, InvalidRequest(f"lease {ev.lease!r} is not held on {spec.name}"))
         if ev.kind == "generate" and self.queued() >= self.config.max_queue:
@@ -107,7 +113,8 @@ class Scheduler:
             full = f"the request queue is full ({self.config.max_queue} waiting)"
             return self.effects.finish(rid, Busy(full, retry_after=self._retry_after()))
         waiter = Waiter(rid, spec, ev.kind, _need_ctx(spec, ev.num_ctx), ev.keep_alive, now,
-                        now + self.config.queue_timeout, next(self._seq), ev.lease, ev.open_lease)
+                        now + self.config.queue_timeout, next(self._seq), ev.lease, ev.open_lease,
+                        keep_history=ev.keep_history)
         self.waiters[rid] = waiter
         self.queues.setdefault(spec.name, deque()).append(waiter)
 
@@ -123,6 +130,7 @@ class Scheduler:
             return
         self.counters["loads"] += 1
         entry.state, entry.pid, entry.loaded_at, entry.last_used = "idle", ev.pid, now, now
+        entry.features = ev.features
         entry.load_s = now - entry.load_started
         entry.measured(ev.memory, settled=False)
         record = self.failures.get(ev.model)
@@ -153,6 +161,9 @@ class Scheduler:
             self.lanes_used -= 1
         key = {"ok": "completed", "cancelled": "cancelled"}.get(ev.outcome, "failed")
         self.counters[key] += 1
+        self.kv.run_ended(run.model, run.lease, run.keep_history, ev.outcome == "ok")
+        if ev.outcome == "crashed":
+            self._leases_died(run.model, f"the runner of {run.model} crashed; the lease is gone")
         entry = self._entry(run.model, run.incarnation)
         if entry is not None and entry.running == ev.request_id:
             entry.running, entry.last_used = None, now
@@ -176,10 +187,12 @@ class Scheduler:
         if entry is None:
             return
         del self.models[ev.model]
+        self.kv.model_gone(ev.model)
         for rid in entry.unload_waiters:
             self.effects.finish(rid, None)
         if entry.state == "stopping" and entry.stop_reason != "crashed":
             return
+        self._leases_died(ev.model, ev.exit.describe(ev.model))
         self._crashed(ev.model, now, ev.exit.describe(ev.model))
 
     def on_unload(self, ev: Unload, now: float) -> None:
@@ -197,6 +210,8 @@ class Scheduler:
         entry.unload_waiters.append(ev.request_id)
 
     def on_close_lease(self, ev: CloseLease, now: float) -> None:
+        self.kv.lease_ended(ev.lease)
+        self.dead_leases.pop(ev.lease, None)
         model = self.leases.pop(ev.lease, None)
         entry = self.models.get(model) if model else None
         if entry is not None:
@@ -253,6 +268,13 @@ class Scheduler:
             del self.waiters[waiter.request_id]
             self.effects.finish(waiter.request_id, error)  # type: ignore[arg-type]
 
+    def _leases_died(self, model: str, why: str) -> None:
+        """A crashed runner takes its leases' handle state with it: their next calls get RunnerCrashed."""
+        for lease in [lease for lease, m in self.leases.items() if m == model]:
+            del self.leases[lease]
+            self.dead_leases[lease] = why
+            self.kv.lease_ended(lease)
+
     def _crashed(self, model: str, now: float, why: str) -> None:
         self.counters["crashes"] += 1
         if self.failures.setdefault(model, FailureRecord()).crashed(now) and model not in self.quarantined:
@@ -276,6 +298,7 @@ class Scheduler:
                                             keep_alive, now)
         load = replace(spec.load, max_context_len=ctx,
                        base_domain_id=base if base is not None else spec.load.base_domain_id)
+        self.models[spec.name].load = load
         self.effects.start_load(spec.name, incarnation, spec, load)
 
     def keep_alive_for(self, waiter: Waiter) -> float:

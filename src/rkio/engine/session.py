@@ -36,7 +36,11 @@ def runner_generation(spec: ModelSpec, request: GenerationRequest) -> RunnerGene
     A completion prompt is wrapped as one user message unless ``raw``. Per-request sampling is passed
     on; the runner applies it only where the runtime supports per-run sampling and otherwise keeps the
     sampling the model was loaded with (changing it would need a re-init for every request).
+    A ``runtime_input`` (the JSON-RPC IO API's raw rkllm input) is sent as it is.
     """
+    if request.runtime_input is not None:
+        return RunnerGeneration(params=request.runtime_input, stop=request.stop,
+                                handle_state=request.handle_state)
     prompt: str | None = None
     messages = request.messages
     if messages is None:
@@ -51,7 +55,15 @@ def runner_generation(spec: ModelSpec, request: GenerationRequest) -> RunnerGene
     params = GenerateParams(prompt=prompt, enable_thinking=request.enable_thinking,
                             sampling=request.sampling, max_new_tokens=request.max_tokens)
     return RunnerGeneration(params=params, messages=messages, tools=request.tools, stop=request.stop,
-                            system_prompt=None if request.raw else spec.system_prompt)
+                            system_prompt=None if request.raw else spec.system_prompt,
+                            handle_state=request.handle_state)
+
+
+def kv_effect(request: GenerationRequest) -> bool | None:
+    """How a lease's run changes its hold on the KV cache (``rkio.engine.kv_exclusive``)."""
+    if request.lease is None:
+        return None
+    return request.runtime_input is not None and request.runtime_input.keep_history
 
 
 async def generate(
@@ -62,7 +74,8 @@ async def generate(
     rid, box = sup.open_mailbox()
     clock = sup.clock
     arrived = clock()
-    sup.post(Request(rid, spec, "generate", request.num_ctx, request.keep_alive, request.lease))
+    sup.post(Request(rid, spec, "generate", request.num_ctx, request.keep_alive, request.lease,
+                     keep_history=kv_effect(request)))
     grant: Grant | None = None
     ended = False  # the scheduler already knows this request is over (finished or GenerationDone posted)
     stream: AsyncGenerator[Any, None] | None = None
@@ -150,4 +163,4 @@ def _done(result: RunnerDone, arrived: float, grant: Grant, first_at: float | No
         generate_s=perf.generate_ms / 1000 if perf else None,
     )
     finish: Literal["stop", "length"] = "length" if result.finish == "length" else "stop"
-    return Done(finish, Usage(result.prompt_tokens, result.completion_tokens), timings, perf)
+    return Done(finish, Usage(result.prompt_tokens, result.completion_tokens), timings, perf, result.outputs)

@@ -47,10 +47,15 @@ class Runner(Protocol):
     """What the engine needs of a runner (``rkio.engine.runner.RunnerProcess`` implements it)."""
 
     pid: int
+    runtime_name: str  # Runtime.name, e.g. "rkllm-1.2.1"
+    features: frozenset[str]  # the runtime's Feature values
 
     def memory(self) -> RunnerMemory | None: ...
     def generate(self, gen: RunnerGeneration) -> AsyncGenerator[TokenChunk | RunnerDone, None]:
         """Closing the generator (``aclose``) aborts the generation and returns once the runtime stopped."""
+        ...
+    async def call(self, op: str, args: dict[str, Any], owner: str) -> object:
+        """A runtime call on the idle handle (``rkio.engine.calls``)."""
         ...
     async def abort(self, timeout: float) -> bool: ...  # noqa: ASYNC109 (pinned runner interface)
     async def stop(self, grace: float) -> RunnerExit: ...
@@ -206,7 +211,7 @@ class Supervisor:
         else:
             self._runners[model] = (incarnation, runner)
             self._spawn(self._reap(model, incarnation, runner))
-            self.post(LoadDone(model, incarnation, runner.pid, runner.memory()))
+            self.post(LoadDone(model, incarnation, runner.pid, runner.memory(), runner.features))
         finally:
             self._loads.pop(model, None)
 
@@ -279,6 +284,10 @@ class Supervisor:
     def cancel_loads(self) -> None:
         for task in list(self._loads.values()):
             task.cancel()
+
+    def runner_of(self, model: str) -> Runner | None:
+        """The loaded runner of ``model``, if any (for lease information)."""
+        return self._runners.get(model, (0, None))[1]
 
     def kill_all(self) -> None:
         for _, runner in list(self._runners.values()):

@@ -23,6 +23,9 @@ class FakeRunner:
         self.closed = False
         self.crash_at: int | None = None
         self.generations: list[RunnerGeneration] = []
+        self.runtime_name = "rkllm-fake"
+        self.features: frozenset[str] = frozenset({"clear_kv_cache", "get_kv_cache_size"})
+        self.calls: list[tuple[str, dict[str, Any], str]] = []
         self.killed = False
         self._exit: asyncio.Future[RunnerExit] = asyncio.get_running_loop().create_future()
 
@@ -48,6 +51,12 @@ class FakeRunner:
             yield RunnerDone("stop", 3, len(self.tokens), perf, self.memory())
         finally:
             self.closed = True
+
+    async def call(self, op: str, args: dict[str, Any], owner: str) -> object:
+        self.calls.append((op, args, owner))
+        if self._exit.done():
+            raise RunnerCrashed(self._exit.result().describe(self.spec.name))
+        return [len(self.calls)] if op == "get_kv_cache_size" else None
 
     async def _wait_gate(self) -> None:
         assert self.gate is not None

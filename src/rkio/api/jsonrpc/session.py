@@ -1,0 +1,68 @@
+"""A client as the dispatcher sees it: one connection, or one HTTP request / UDP datagram.
+
+A session owns the calls running on it: when the connection closes, every one of them is cancelled (which
+aborts its generation and frees the NPU lane) and, on connection transports, its leases are closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+from rkio.api.jsonrpc.leases import LeaseTable
+
+log = logging.getLogger("rkio.jsonrpc")
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+PUSH_TRANSPORTS = frozenset({"unix", "tcp", "stdio", "ws", "udp"})
+
+
+class Session:
+    def __init__(
+        self,
+        transport: str,
+        leases: LeaseTable,
+        send: Send | None,
+        *,
+        authenticated: bool,
+        stream_default: str = "push",
+    ) -> None:
+        self.transport = transport
+        self.leases = leases
+        self.send = send  # None: the transport cannot push (HTTP); streams are pulled instead
+        self.authenticated = authenticated
+        self.stream_default = stream_default  # "push" | "callbacks": what run_async uses unless told
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.closed = False
+
+    @property
+    def owns_leases(self) -> bool:
+        """Connection transports own their leases; HTTP/UDP share a table that expires them instead."""
+        return not self.leases.shared
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run ``coro`` as part of this session (cancelled when the session closes)."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+        return task
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("JSON-RPC task failed", exc_info=task.exception())
+
+    async def close(self) -> None:
+        """Cancel what still runs on the session and release its leases."""
+        if self.closed:
+            return
+        self.closed = True
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self.owns_leases:
+            await self.leases.close_all()
