@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 
 from rkio.api.engine_request import request_id, resolve_sampling, stop_strings
+from rkio.api.jsonrpc.highlevel import model_entry
 from rkio.api.streaming import close_events
 from rkio.engine.types import ChatMessage, Done, Engine, GenerationRequest, Loading, Queued, TokenChunk
 from rkio.errors import RuntimeFailure
@@ -17,7 +18,6 @@ from rkio.mcp.backend import (
     ChatCall,
     Completion,
     GenerateCall,
-    ModelEntry,
     ModelList,
     Options,
     Progress,
@@ -76,16 +76,9 @@ class EngineBackend:
         raise RuntimeFailure("the engine ended the generation without a result")
 
     async def list_models(self) -> ModelList:
-        status = self.engine.status()
-        loaded = {m.name: m for m in status.loaded if m.state != "stopping"}
-        models = []
-        for spec in self.engine.models():
-            resident = loaded.get(spec.name)
-            context = resident.max_context_len if resident else spec.load.max_context_len
-            models.append(ModelEntry(name=spec.name, size=spec.size_bytes,
-                                     format="rkllm" if spec.runtime == "rkllm" else "gguf",
-                                     loaded=resident is not None, context=context))
-        return ModelList(models=models)
+        # The same entries as the JSON-RPC rkio.list_models, so both MCP transports answer alike.
+        return ModelList.model_validate(
+            {"models": [model_entry(self.engine, spec.name) for spec in self.engine.models()]})
 
     async def status(self) -> StatusReport:
         return StatusReport.model_validate(dataclasses.asdict(self.engine.status()))
