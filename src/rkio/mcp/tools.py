@@ -9,14 +9,14 @@ far; a message while queued or loading) to clients that asked for it with a prog
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
 
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from mcp_types import ToolAnnotations
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from rkio import __version__
 from rkio.errors import RkioError
@@ -31,6 +31,8 @@ from rkio.mcp.backend import (
     ToolBackend,
     Turn,
 )
+
+T = TypeVar("T")
 
 PROGRESS_INTERVAL = 0.25  # seconds between token-count notifications (a waiting message always goes out)
 MAX_STOP_STRINGS = 16
@@ -51,12 +53,27 @@ Stop = Annotated[list[str] | None, Field(max_length=MAX_STOP_STRINGS,
                                          description="strings that end the reply when generated")]
 
 
-def tool_error(err: RkioError) -> ToolError:
-    """The engine's explanation, with its retry hint, as the text the calling model reads."""
-    text = err.message
-    if err.retry_after is not None:
-        text += f" (retry after {err.retry_after:.0f} s)"
-    return ToolError(text)
+def explanation(err: RkioError) -> str:
+    """The engine's explanation, with its retry hint: the text the calling model reads."""
+    if err.retry_after is None:
+        return err.message
+    return f"{err.message} (retry after {err.retry_after:.0f} s)"
+
+
+async def answer(work: Awaitable[T]) -> T:
+    """A tool's result; an engine error becomes an MCP tool error (the session goes on)."""
+    try:
+        return await work
+    except RkioError as err:
+        raise ToolError(explanation(err)) from None
+
+
+async def read_json(work: Awaitable[BaseModel]) -> str:
+    """A resource's JSON text; an engine error becomes an MCP resource error."""
+    try:
+        return (await work).model_dump_json()
+    except RkioError as err:
+        raise ResourceError(explanation(err)) from None
 
 
 def _options(max_tokens: int | None, temperature: float | None, top_p: float | None, top_k: int | None,
@@ -98,10 +115,7 @@ def build_server(backend: ToolBackend, clock: Callable[[], float] = time.monoton
         The model's chat template is applied. Sends progress notifications (tokens generated so far)
         when the call carries a progress token; cancelling the call stops the generation."""
         call = ChatCall(model, tuple(messages), _options(max_tokens, temperature, top_p, top_k, stop))
-        try:
-            return await backend.chat(call, _progress(ctx, max_tokens, clock))
-        except RkioError as err:
-            raise tool_error(err) from None
+        return await answer(backend.chat(call, _progress(ctx, max_tokens, clock)))
 
     @server.tool(annotations=generation)
     async def generate(model: Model, prompt: Annotated[str, Field(min_length=1, description="the prompt")],
@@ -115,43 +129,28 @@ def build_server(backend: ToolBackend, clock: Callable[[], float] = time.monoton
         Without raw, the prompt is sent as one user message through the model's chat template. Sends
         progress notifications like chat; cancelling the call stops the generation."""
         call = GenerateCall(model, prompt, raw, _options(max_tokens, temperature, top_p, top_k, stop))
-        try:
-            return await backend.generate(call, _progress(ctx, max_tokens, clock))
-        except RkioError as err:
-            raise tool_error(err) from None
+        return await answer(backend.generate(call, _progress(ctx, max_tokens, clock)))
 
     @server.tool(annotations=lookup)
     async def list_models() -> ModelList:
         """The models rkio can run: name, file size, format (rkllm on the NPU, gguf on the CPU), whether
         each is loaded now, and its context length in tokens."""
-        try:
-            return await backend.list_models()
-        except RkioError as err:
-            raise tool_error(err) from None
+        return await answer(backend.list_models())
 
     @server.tool(annotations=lookup)
     async def status() -> StatusReport:
         """rkio's state: the loaded models (state, memory, queue), the memory budget and what is free,
         requests waiting and generations running."""
-        try:
-            return await backend.status()
-        except RkioError as err:
-            raise tool_error(err) from None
+        return await answer(backend.status())
 
     @server.resource("rkio://models", name="models", mime_type="application/json",
                      description="the models rkio can run (as the list_models tool returns them)")
     async def models_resource() -> str:
-        try:
-            return (await backend.list_models()).model_dump_json()
-        except RkioError as err:
-            raise ResourceError(err.message) from None
+        return await read_json(backend.list_models())
 
     @server.resource("rkio://status", name="status", mime_type="application/json",
                      description="rkio's state (as the status tool returns it)")
     async def status_resource() -> str:
-        try:
-            return (await backend.status()).model_dump_json()
-        except RkioError as err:
-            raise ResourceError(err.message) from None
+        return await read_json(backend.status())
 
     return server

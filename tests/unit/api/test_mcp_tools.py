@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from mcp import Client
+from mcp.shared.exceptions import MCPError
 from mcp_types import TextContent
 
 from rkio.errors import Busy, InsufficientMemory, RkioError
@@ -128,3 +130,10 @@ async def test_resources_hold_the_tools_answers() -> None:
         assert listed == {"rkio://models", "rkio://status"}
         models = await client.read_resource("rkio://models")
         assert ModelList.model_validate_json(models.contents[0].text).models[0].name == "m"  # type: ignore
+
+
+async def test_a_resource_the_engine_cannot_produce_is_an_error_with_its_explanation() -> None:
+    refusal = InsufficientMemory("no room")
+    async with Client(build_server(ScriptedBackend([0.0], error=refusal))) as client:
+        with pytest.raises(MCPError, match="no room"):
+            await client.read_resource("rkio://models")
