@@ -39,7 +39,7 @@ class EngineBackend:
     def _request(self, model: str, options: Options, *, messages: tuple[ChatMessage, ...] | None = None,
                  prompt: str | None = None, raw: bool = False) -> GenerationRequest:
         sampling = resolve_sampling(self.engine, model, temperature=options.temperature,
-                                    top_p=options.top_p, top_k=options.top_k)  # unknown model: ModelNotFound
+                                    top_p=options.top_p, top_k=options.top_k)
         return GenerationRequest(model=model, messages=messages, prompt=prompt, raw=raw,
                                  max_tokens=options.max_tokens, sampling=sampling,
                                  stop=stop_strings(list(options.stop)), request_id=request_id("mcp"))
