@@ -71,6 +71,9 @@ async def check_tool_errors(client: Client, models_dir: Any) -> None:
     simkit.make_model(models_dir / "sim-huge" / "sim-huge.rkllm", 3 << 30)  # > the 2 GiB budget
     huge = await client.call_tool("generate", {"model": "sim-huge", "prompt": "x"})
     assert huge.is_error and "memory budget" in text_of(huge), text_of(huge)
+    simkit.make_model(models_dir / "sim-crash" / "sim-crash.rkllm", 32 << 20, fault="segv_at_token:2")
+    crash = await client.call_tool("chat", {"model": "sim-crash", "messages": hello})
+    assert crash.is_error and "crashed with SIGSEGV during generation" in text_of(crash), text_of(crash)
     after = await client.call_tool("status", {})  # the session survived every error
     assert not after.is_error and after.structured_content is not None
     assert after.structured_content["budget_bytes"] == 2 << 30
