@@ -127,3 +127,18 @@ async def test_api_key_required_on_tcp_not_on_unix(tmp_path: Path) -> None:
     assert "CPU_MASKS" in await tcp.call("rkllm.get_constants")
     other = push_peer(service, "tcp")
     assert "INPUT_TYPES" in await other.call("rkllm.get_constants", {"api_key": "sekret"})
+
+
+async def test_insufficient_memory_says_what_is_needed_free_and_loaded(tmp_path: Path) -> None:
+    from rkio.errors import InsufficientMemory
+
+    def refuse(request):
+        raise InsufficientMemory("qwen needs 3.0 GiB but only 1.0 GiB of the 8.0 GiB memory budget is free")
+
+    engine = FakeEngine(script=refuse)
+    engine.loaded["llama"] = None
+    peer = push_peer(make_service(engine, tmp_path))
+    error = await peer.error("rkio.chat", {"model": "qwen", "messages": [{"role": "user", "content": "hi"}]})
+    assert error["code"] == -32003
+    assert error["data"]["needed"] == 3 << 30 and error["data"]["free"] == engine.status().free_bytes
+    assert [m["name"] for m in error["data"]["loaded"]] == ["llama"]

@@ -79,12 +79,24 @@ class Dispatcher:
         max_frame: int,
         pulls: PullStreams,
         background: Callable[[Coroutine[Any, Any, Any]], asyncio.Task[Any]],
+        facts: Callable[[BaseException], dict[str, Any]] | None = None,
     ) -> None:
-        self.handlers = handlers
+        self.handlers = {**handlers, "rkio.auth": self.auth}
+        self.facts = facts  # server state an error's data should carry (memory figures)
         self.api_key = api_key
         self.max_frame = max_frame
         self.pulls = pulls
         self.background = background
+
+    async def auth(self, ctx: CallContext) -> dict[str, Any]:
+        """``rkio.auth {api_key}``: authenticate the session (TCP, UDP peers) for its later calls."""
+        key = ctx.params.get("api_key")
+        if not isinstance(key, str):
+            raise InvalidParams("api_key (a string) is required", "api_key")
+        if self.api_key is not None and not self.key_matches(key):
+            raise Unauthorized("invalid API key")
+        ctx.session.authenticated = True
+        return {"authenticated": True, "required": self.api_key is not None}
 
     def key_matches(self, key: object) -> bool:
         return (
@@ -121,7 +133,9 @@ class Dispatcher:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            return None if call.notification else error_message(call.id, exc)
+            if call.notification:
+                return None
+            return error_message(call.id, exc, self.facts(exc) if self.facts is not None else None)
         if call.notification or result is NO_REPLY:
             return None
         return result_message(call.id, result)

@@ -1,5 +1,5 @@
 """rkio's own methods for simple clients and MCP: ``rkio.chat``, ``rkio.generate``, ``rkio.list_models``,
-``rkio.status`` and ``rkio.auth``. They go through the same engine queue as every HTTP request."""
+``rkio.status``. They go through the same engine queue as every HTTP request."""
 
 from __future__ import annotations
 
@@ -13,8 +13,7 @@ from rkio.api.jsonrpc.delivery import deliver
 from rkio.api.jsonrpc.dispatcher import CallContext, Handler
 from rkio.api.jsonrpc.params import validate
 from rkio.api.jsonrpc.streams import RunOutcome
-from rkio.engine.types import ChatMessage, Engine, GenerationRequest
-from rkio.errors import Unauthorized
+from rkio.engine.types import ChatMessage, Engine, GenerationRequest, ModelSpec
 
 
 class Message(BaseModel):
@@ -43,14 +42,7 @@ class GenerateParams(GenerationFields):
     raw: bool = False
 
 
-class AuthParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    api_key: str
-
-
-def model_entry(engine: Engine, name: str) -> dict[str, Any]:
-    spec = engine.model(name)
-    loaded = {m.name for m in engine.status().loaded}
+def model_entry(spec: ModelSpec, loaded: set[str]) -> dict[str, Any]:
     return {
         "name": spec.name,
         "size": spec.size_bytes,
@@ -62,30 +54,16 @@ def model_entry(engine: Engine, name: str) -> dict[str, Any]:
 
 
 class HighLevelMethods:
-    def __init__(self, engine: Engine, api_key: str | None) -> None:
+    def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.api_key = api_key
 
     def handlers(self) -> dict[str, Handler]:
         return {
-            "rkio.auth": self.auth,
             "rkio.chat": self.chat,
             "rkio.generate": self.generate,
             "rkio.list_models": self.list_models,
             "rkio.status": self.status,
         }
-
-    async def auth(self, ctx: CallContext) -> dict[str, Any]:
-        params = validate(AuthParams, ctx.params)
-        if self.api_key is None:
-            ctx.session.authenticated = True
-            return {"authenticated": True, "required": False}
-        import hmac
-
-        if not hmac.compare_digest(params.api_key.encode(), self.api_key.encode()):
-            raise Unauthorized("invalid API key")
-        ctx.session.authenticated = True
-        return {"authenticated": True, "required": True}
 
     async def chat(self, ctx: CallContext) -> Any:
         if "stream_id" in ctx.params:
@@ -142,7 +120,8 @@ class HighLevelMethods:
         return await deliver(ctx, form, self.engine.generate(request), result_of)
 
     async def list_models(self, ctx: CallContext) -> dict[str, Any]:
-        return {"models": [model_entry(self.engine, spec.name) for spec in self.engine.models()]}
+        loaded = {m.name for m in self.engine.status().loaded}
+        return {"models": [model_entry(spec, loaded) for spec in self.engine.models()]}
 
     async def status(self, ctx: CallContext) -> dict[str, Any]:
         return dataclasses.asdict(self.engine.status())

@@ -107,8 +107,8 @@ _DATA_ATTRIBUTES = {
 }
 
 
-def error_object(exc: BaseException) -> dict[str, Any]:
-    """The JSON-RPC ``error`` member for any exception."""
+def error_object(exc: BaseException, facts: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON-RPC ``error`` member for any exception; ``facts`` join its ``data`` (server state)."""
     if not isinstance(exc, RkioError):
         log.error("unexpected error while serving a JSON-RPC call", exc_info=exc)
         return {
@@ -123,6 +123,7 @@ def error_object(exc: BaseException) -> dict[str, Any]:
             data[name] = value
     if exc.retry_after is not None:
         data["retry_after"] = exc.retry_after
+    data.update(facts or {})
     return {"code": CODES.get(exc.kind, SERVER_ERROR), "message": exc.message, "data": data}
 
 
@@ -196,8 +197,8 @@ def result_message(rid: Any, result: Any) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "id": rid, "result": result}
 
 
-def error_message(rid: Any, exc: BaseException) -> dict[str, Any]:
-    return {"jsonrpc": "2.0", "id": rid, "error": error_object(exc)}
+def error_message(rid: Any, exc: BaseException, facts: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": rid, "error": error_object(exc, facts)}
 
 
 def notification_message(method: str, params: dict[str, Any]) -> dict[str, Any]:

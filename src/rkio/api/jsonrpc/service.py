@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -28,9 +29,11 @@ from rkio.api.jsonrpc.transports.udp import UdpProtocol, start_udp
 from rkio.api.jsonrpc.transports.web import WebTransports
 from rkio.config import Settings
 from rkio.engine.types import Engine
+from rkio.units import parse_size
 
 log = logging.getLogger("rkio.jsonrpc")
 
+NEEDS = re.compile(r"needs (\d+(?:\.\d+)? ?[KMG]?i?B)")
 OPEN_TRANSPORTS = frozenset({"unix", "stdio"})  # the socket's file mode is the access control
 
 
@@ -54,7 +57,7 @@ class RpcService:
         self.pulls = PullStreams(settings.rpc_stream_ttl, clock)
         self.shared_leases = LeaseTable(engine, shared=True, ttl=settings.rpc_lease_ttl, clock=clock)
         handlers = {
-            **HighLevelMethods(engine, settings.api_key).handlers(),
+            **HighLevelMethods(engine).handlers(),
             **RkllmMethods(engine, settings).handlers(),
         }
         self.dispatcher = Dispatcher(
@@ -63,12 +66,23 @@ class RpcService:
             max_frame=settings.rpc_max_frame,
             pulls=self.pulls,
             background=self.spawn,
+            facts=self.error_facts,
         )
         self.web = WebTransports(self.dispatcher, settings.api_key, self.http_session, self.ws_session)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._servers: list[asyncio.Server] = []
         self._udp: UdpProtocol | None = None
         self._unix_path: Path | None = None
+
+    def error_facts(self, exc: BaseException) -> dict[str, Any]:
+        """For insufficient memory: what is free and what is loaded (what holds the memory)."""
+        if getattr(exc, "kind", None) != "insufficient_memory":
+            return {}
+        status = self.engine.status()
+        needed = NEEDS.search(str(exc))  # the planner's figure, as its message prints it (0.1 GiB rounding)
+        return {"needed": parse_size(needed.group(1).replace(" ", "")) if needed else None,
+                "free": status.free_bytes, "budget": status.budget_bytes, "used": status.used_bytes,
+                "loaded": [{"name": m.name, "bytes": m.bytes, "leases": m.leases} for m in status.loaded]}
 
     # ------------------------------------------------------------------------------------------ sessions
 
