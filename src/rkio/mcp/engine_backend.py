@@ -77,8 +77,9 @@ class EngineBackend:
 
     async def list_models(self) -> ModelList:
         # The same entries as the JSON-RPC rkio.list_models, so both MCP transports answer alike.
-        return ModelList.model_validate(
-            {"models": [model_entry(self.engine, spec.name) for spec in self.engine.models()]})
+        loaded = {m.name for m in self.engine.status().loaded}
+        entries = [model_entry(spec, loaded) for spec in self.engine.models()]
+        return ModelList.model_validate({"models": entries})
 
     async def status(self) -> StatusReport:
         return StatusReport.model_validate(dataclasses.asdict(self.engine.status()))
