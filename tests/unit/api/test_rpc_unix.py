@@ -121,3 +121,27 @@ async def test_disconnect_cancels_running_calls(engine: FakeEngine, service: Rpc
     writer.close()
     await asyncio.wait_for(engine.cancel_seen.wait(), 10)
     assert engine.cancelled == [engine.requests[0].request_id]
+
+
+async def test_default_socket_that_cannot_open_does_not_stop_the_server(
+    engine: FakeEngine, tmp_path: Path
+) -> None:
+    deep = tmp_path / ("d" * 100)  # AF_UNIX paths are limited to 108 bytes
+    svc = make_service(engine, deep)
+    await svc.start()  # the HTTP side still serves; a warning says why the socket is missing
+    await svc.stop()
+    explicit = make_service(engine, deep, rpc_unix=str(deep / "state" / "rpc.sock"))
+    with pytest.raises(OSError):
+        await explicit.start()
+    await explicit.stop()
+
+
+async def test_a_live_socket_is_never_taken_over(
+    service: RpcService, engine: FakeEngine, tmp_path: Path
+) -> None:
+    second = make_service(engine, tmp_path / "second", rpc_unix=service.settings.rpc_unix)
+    with pytest.raises(OSError, match="another server is listening"):
+        await second.start()
+    await second.stop()
+    async with await RpcClient.connect_unix(sock_path(service)) as client:  # the first still serves
+        assert "INPUT_TYPES" in await client.call("rkllm.get_constants")

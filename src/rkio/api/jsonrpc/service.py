@@ -132,8 +132,13 @@ class RpcService:
     async def start(self) -> None:
         path = unix_socket_path(self.settings)
         if path is not None:
-            self._servers.append(await start_unix(path, self.dispatcher, self.connection_session))
-            self._unix_path = path
+            try:
+                self._servers.append(await start_unix(path, self.dispatcher, self.connection_session))
+                self._unix_path = path
+            except OSError as exc:
+                if self.settings.rpc_unix.strip().lower() not in ("", "auto"):
+                    raise  # a socket the user asked for: not serving it is a startup failure
+                log.warning("JSON-RPC Unix socket not opened at %s: %s (set --rpc-unix PATH)", path, exc)
         if self.settings.rpc_tcp:
             self._servers.append(
                 await start_tcp(self.settings.rpc_tcp, self.dispatcher, self.connection_session)
