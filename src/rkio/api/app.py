@@ -21,6 +21,7 @@ from rkio.api.openai_routes import OpenAIRoutes
 from rkio.api.ops_routes import OpsRoutes
 from rkio.config import Settings
 from rkio.engine.types import Engine
+from rkio.mcp.http import McpEndpoint
 
 log = logging.getLogger("rkio.api")
 
@@ -37,6 +38,7 @@ def create_app(engine: Engine, settings: Settings, *, manage_engine: bool = True
     metrics = ApiMetrics()
     rpc = RpcService(engine, settings)
     listen = manage_engine if rpc_listeners is None else rpc_listeners
+    mcp = McpEndpoint(engine, settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -45,7 +47,8 @@ def create_app(engine: Engine, settings: Settings, *, manage_engine: bool = True
         try:
             if listen:
                 await rpc.start()
-            yield
+            async with mcp.running():  # MCP sessions end (their calls cancelled) before the engine stops
+                yield
         finally:
             await rpc.stop()
             if manage_engine:
@@ -65,7 +68,7 @@ def create_app(engine: Engine, settings: Settings, *, manage_engine: bool = True
     routes = [*rpc.routes(), *OpenAIRoutes(engine, settings, commit_after, heartbeat).routes(),
               *OllamaRoutes(engine, settings, heartbeat).routes(),
               *AnthropicRoutes(engine, settings, commit_after, heartbeat).routes(),
-              *OpsRoutes(engine, metrics).routes()]
+              *OpsRoutes(engine, metrics).routes(), mcp.route()]
     app = Starlette(routes=routes, middleware=middleware, exception_handlers=EXCEPTION_HANDLERS,
                     lifespan=lifespan)
     app.state.engine = engine
