@@ -14,6 +14,7 @@ from rkio.api.access import RequestLog
 from rkio.api.auth import ApiKeyAuth, BodyLimit
 from rkio.api.errors import EXCEPTION_HANDLERS
 from rkio.api.metrics import ApiMetrics
+from rkio.api.ollama_models import OllamaModelRoutes
 from rkio.api.ollama_routes import OllamaRoutes
 from rkio.api.openai_routes import OpenAIRoutes
 from rkio.api.ops_routes import OpsRoutes
@@ -53,6 +54,7 @@ def create_app(engine: Engine, settings: Settings, *, manage_engine: bool = True
     middleware.append(Middleware(BodyLimit, max_bytes=settings.max_body_bytes))
     routes = [*OpenAIRoutes(engine, settings, commit_after, heartbeat).routes(),
               *OllamaRoutes(engine, settings, heartbeat).routes(),
+              *OllamaModelRoutes(engine, settings).routes(),
               *OpsRoutes(engine, metrics).routes()]
     app = Starlette(routes=routes, middleware=middleware, exception_handlers=EXCEPTION_HANDLERS,
                     lifespan=lifespan)
