@@ -120,12 +120,12 @@ def _matches(path: Path, etag: str) -> bool:
 
 def _progress_class(report: Progress, cancelled: Callable[[], bool]) -> type[Any]:
     """A tqdm class for ``http_get`` that reports bytes and stops the download once ``cancelled()``."""
-    from tqdm.auto import tqdm
+    from huggingface_hub.utils.tqdm import tqdm
 
-    class Reporting(tqdm):  # type: ignore[misc]
+    class Reporting(tqdm):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             kwargs["disable"] = True  # no terminal output from the server; progress goes to ``report``
-            super().__init__(*args, **kwargs)
+            super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]
             self.done_bytes = int(kwargs.get("initial") or 0)
             self.total_bytes = int(kwargs.get("total") or 0)
 

@@ -124,10 +124,10 @@ class ModelStore:
                 placed.append((adapter_name, target.name, scale))
             text = model_toml(keys, definition, placed)
             config = folder / CONFIG_FILE
-            try:
-                parse_config(text, self.models_dir / name / CONFIG_FILE, self.models_dir)
+            try:  # checked where the adapters are now (they move with the directory)
+                parse_config(text, config, self.models_dir)
             except ModelConfigError as exc:
-                raise InvalidRequest(exc.message) from None
+                raise InvalidRequest(exc.message.replace(str(folder), str(self.models_dir / name))) from None
             config.write_text(text, encoding="utf-8")
 
     def copy(self, source: str, destination: str) -> None:

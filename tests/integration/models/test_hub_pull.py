@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hubkit import StandInHub
 
+from hubkit import StandInHub
 from rkio.engine.registry import ModelRegistry
 from rkio.errors import ModelNotFound
 from rkio.models.hub import PullCancelled, PullFailed, parse_reference, pull
