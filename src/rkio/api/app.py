@@ -12,6 +12,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from rkio.api.access import RequestLog
 from rkio.api.auth import ApiKeyAuth, BodyLimit
+from rkio.api.embeddings_routes import EmbeddingRoutes
 from rkio.api.errors import EXCEPTION_HANDLERS
 from rkio.api.metrics import ApiMetrics
 from rkio.api.ollama_models import OllamaModelRoutes
@@ -55,6 +56,7 @@ def create_app(engine: Engine, settings: Settings, *, manage_engine: bool = True
     routes = [*OpenAIRoutes(engine, settings, commit_after, heartbeat).routes(),
               *OllamaRoutes(engine, settings, heartbeat).routes(),
               *OllamaModelRoutes(engine, settings).routes(),
+              *EmbeddingRoutes(engine, settings).routes(),
               *OpsRoutes(engine, metrics).routes()]
     app = Starlette(routes=routes, middleware=middleware, exception_handlers=EXCEPTION_HANDLERS,
                     lifespan=lifespan)

@@ -46,6 +46,10 @@ class ModelSpec:
     abi: str | None = None  # rkllm ABI override for this model ("1.2.1", ...)
     lora_adapters: tuple[tuple[str, str, float], ...] = ()  # (name, path, scale)
     max_context_limit: int | None = None  # when known from the file (GGUF n_ctx_train)
+    pooling: Literal["last", "mean"] = "last"  # embeddings: last token (Qwen3-Embedding) or mean of tokens
+    rerank_yes_token: int | None = None  # a reranker's "yes" / "no" token ids (scored from the logits)
+    rerank_no_token: int | None = None
+    rerank_template: str | None = None  # the reranker's prompt with {query} and {document}
 
 
 # ---------------------------------------------------------------------------------------------- requests
