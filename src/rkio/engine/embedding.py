@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import array
 import math
+import re
 import secrets
 import sys
 from collections.abc import Sequence
@@ -34,6 +35,7 @@ DEFAULT_RERANK_TEMPLATE = (
     "<Instruct>: Given a web search query, retrieve relevant passages that answer the query\n"
     "<Query>: {query}\n<Document>: {document}<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n")
 CLEAN_HANDLE = HandleState(owner="", clear_kv=True)
+PLACEHOLDER = re.compile(r"\{query\}|\{document\}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +81,10 @@ def normalise(vector: Sequence[float], dimensions: int | None = None) -> list[fl
 
 
 def rerank_prompt(spec: ModelSpec, query: str, document: str) -> str:
+    """The reranker's prompt; one pass, so a query that contains "{document}" stays as it is."""
     template = spec.rerank_template or DEFAULT_RERANK_TEMPLATE
-    return template.replace("{query}", query).replace("{document}", document)
+    values = {"{query}": query, "{document}": document}
+    return PLACEHOLDER.sub(lambda m: values[m.group(0)], template)
 
 
 def rerank_tokens(spec: ModelSpec) -> tuple[int, int]:

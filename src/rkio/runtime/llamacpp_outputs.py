@@ -9,8 +9,10 @@ llama-cpp-python's prefix bookkeeping is reset, so the next generation starts cl
 
 With the context's pooling type NONE (causal LMs; what ``Llama`` gets unless the GGUF names a pooling)
 llama.cpp returns one row per token, the final hidden states after the output norm, as rkllm does; rkio
-pools them (``rkio.engine.embedding``). A GGUF that names a pooling (embedding models: mean, last, CLS,
-rank) returns one pooled row. The ``logits`` mode returns the last position's logits (one row).
+pools them (``rkio.engine.embedding``). A GGUF that names a pooling (embedding models: mean, last, CLS)
+returns one pooled row. The ``logits`` mode returns the last position's logits (one row), which is what
+yes/no rerankers are scored from. Cross-encoder rerankers (rank pooling) are not served: their input
+format differs per model and none was at hand to check one against.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import threading
 from array import array
 from typing import Any
 
-from rkio.errors import ContextLengthExceeded, RuntimeFailure
+from rkio.errors import ContextLengthExceeded, RuntimeFailure, Unsupported
 from rkio.runtime.base import InferMode, RunOutputs
 
 
@@ -64,7 +66,11 @@ def special_run(llama: Any, tokens: list[int], mode: InferMode, abort: threading
 
     ctx = llama._ctx.ctx
     n_batch, n_ctx = int(llama.n_batch), int(llama.n_ctx())
-    pooled = mode == "hidden" and llama_cpp.llama_pooling_type(ctx) != llama_cpp.LLAMA_POOLING_TYPE_NONE
+    pooling = llama_cpp.llama_pooling_type(ctx)
+    if mode == "hidden" and pooling == llama_cpp.LLAMA_POOLING_TYPE_RANK:
+        # a cross-encoder's pooled output is its class scores, not n_embd floats
+        raise Unsupported("embeddings of a rank-pooling (cross-encoder reranker) GGUF", "llama.cpp")
+    pooled = mode == "hidden" and pooling != llama_cpp.LLAMA_POOLING_TYPE_NONE
     limit = n_batch if pooled else n_ctx
     if not tokens:
         raise RuntimeFailure("the input has no tokens")
