@@ -71,6 +71,12 @@ class DeleteBody(_Body):
     name: str | None = None
 
 
+def _model_name(name: str | None) -> str:
+    if not name:
+        raise BadParameter("model is required", "model")
+    return check_name(name)
+
+
 def _definition(body: CreateBody) -> ModelDefinition:
     if body.files or body.adapters:
         raise BadParameter("rkio creates models from files already in its models directory: give \"from\" "
@@ -204,10 +210,7 @@ class OllamaModelRoutes:
 
     async def create(self, request: Request) -> Response:
         body = await parse_body(request, CreateBody)
-        name = body.model or body.name
-        if not name:
-            raise BadParameter("model is required", "model")
-        name = check_name(name)
+        name = _model_name(body.model or body.name)
         definition = _definition(body)
         record_of(request.scope).model = name
 
@@ -215,8 +218,8 @@ class OllamaModelRoutes:
             emit({"status": f"using {definition.source}"})
             for note in definition.notes:
                 emit({"status": note})
-            self.store.create(name, definition)
             emit({"status": "writing model.toml"})
+            self.store.create(name, definition)
             emit({"status": "success"})
 
         return await _respond(_in_thread(work), body.stream)
@@ -228,10 +231,7 @@ class OllamaModelRoutes:
 
     async def delete(self, request: Request) -> Response:
         body = await parse_body(request, DeleteBody)
-        name = body.model or body.name
-        if not name:
-            raise BadParameter("model is required", "model")
-        name = check_name(name)
+        name = _model_name(body.model or body.name)
         if self.store.exists(name):
             with contextlib.suppress(Exception):  # a model the server does not serve is not loaded either
                 self.engine.model(name)
