@@ -15,7 +15,7 @@ from rkio.api.auth import ApiKeyAuth, BodyLimit
 from rkio.api.embeddings_routes import EmbeddingRoutes
 from rkio.api.errors import EXCEPTION_HANDLERS
 from rkio.api.metrics import ApiMetrics
-from rkio.api.ollama_models import OllamaModelRoutes
+from rkio.api.ollama_models import BLOBS_PREFIX, OllamaModelRoutes
 from rkio.api.ollama_routes import OllamaRoutes
 from rkio.api.openai_routes import OpenAIRoutes
 from rkio.api.ops_routes import OpsRoutes
@@ -52,7 +52,7 @@ def create_app(engine: Engine, settings: Settings, *, manage_engine: bool = True
     middleware.append(Middleware(RequestLog, metrics=metrics))
     if settings.api_key:
         middleware.append(Middleware(ApiKeyAuth, api_key=settings.api_key))
-    middleware.append(Middleware(BodyLimit, max_bytes=settings.max_body_bytes))
+    middleware.append(Middleware(BodyLimit, max_bytes=settings.max_body_bytes, unbounded_prefix=BLOBS_PREFIX))
     routes = [*OpenAIRoutes(engine, settings, commit_after, heartbeat).routes(),
               *OllamaRoutes(engine, settings, heartbeat).routes(),
               *OllamaModelRoutes(engine, settings).routes(),

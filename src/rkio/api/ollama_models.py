@@ -1,4 +1,4 @@
-"""Ollama model management: /api/pull, /api/create, /api/copy, /api/delete.
+"""Ollama model management: /api/pull, /api/create, /api/copy, /api/delete, /api/blobs/<digest>.
 
 As in Ollama, pull and create stream NDJSON progress (``{"status", "digest"?, "total"?, "completed"?}``)
 unless ``stream`` is false, and end with ``{"status": "success"}``. Requests are checked before the stream
@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -25,11 +26,14 @@ from rkio.api.access import record_of
 from rkio.api.engine_request import parse_body
 from rkio.api.errors import BadParameter, as_rkio_error, error_response, ollama_error_body
 from rkio.config import Settings
+from rkio.engine.registry import EXTENSIONS
 from rkio.engine.types import Engine
+from rkio.models.blobs import BlobWriter, blob_path
 from rkio.models.hub import HubFile, parse_reference, pull
 from rkio.models.modelfile import ModelDefinition, parse_modelfile
 from rkio.models.store import ModelStore, check_name
 
+BLOBS_PREFIX = "/api/blobs/"  # uploads: bounded by free disk (rkio.models.blobs), not the body limit
 PROGRESS_STEP = 1 << 20  # bytes between two "downloading" lines (and every change of status)
 
 Event = dict[str, Any]
@@ -77,16 +81,37 @@ def _model_name(name: str | None) -> str:
     return check_name(name)
 
 
-def _definition(body: CreateBody) -> ModelDefinition:
-    if body.files or body.adapters:
-        raise BadParameter("rkio creates models from files already in its models directory: give \"from\" "
-                           "(a model name or a path inside the models directory) instead of uploaded blobs",
-                           "files" if body.files else "adapters")
+def _uploaded(definition: ModelDefinition, body: CreateBody, store: ModelStore) -> None:
+    """``files`` / ``adapters`` name uploaded blobs by digest: the one model file, and LoRA adapters."""
+    files = body.files or {}
+    models = [(name, digest) for name, digest in files.items() if Path(name).suffix in EXTENSIONS]
+    if body.files is not None:
+        if len(models) != 1:
+            raise BadParameter("files: rkio needs exactly one .gguf or .rkllm file", "files")
+        others = sorted(set(body.files) - {models[0][0]})
+        if others:
+            definition.notes.append(f"only the model file is used; ignored: {', '.join(others)}")
+        name, digest = models[0]
+        definition.source, definition.file_name = str(_blob(store, digest, "files")), Path(name).name
+    for name, digest in (body.adapters or {}).items():
+        definition.adapters.append((Path(name).stem, str(_blob(store, digest, "adapters"))))
+
+
+def _blob(store: ModelStore, digest: str, param: str) -> Path:
+    path = blob_path(store.models_dir, digest)
+    if not path.is_file():
+        raise BadParameter(f"{param}: no uploaded blob {digest} (POST it to /api/blobs/{digest} first)",
+                           param)
+    return path
+
+
+def _definition(body: CreateBody, store: ModelStore) -> ModelDefinition:
     if body.quantize:
         raise BadParameter("rkio does not quantize models; create the quantized file elsewhere", "quantize")
     definition = parse_modelfile(body.modelfile) if body.modelfile else ModelDefinition()
     if body.from_:
         definition.source = body.from_
+    _uploaded(definition, body, store)
     for key, value in (body.parameters or {}).items():
         for item in value if isinstance(value, list) and key == "stop" else [value]:
             definition.add_parameter(key, item)
@@ -185,7 +210,8 @@ class OllamaModelRoutes:
         return [Route("/api/pull", self.pull, methods=["POST"]),
                 Route("/api/create", self.create, methods=["POST"]),
                 Route("/api/copy", self.copy, methods=["POST"]),
-                Route("/api/delete", self.delete, methods=["DELETE", "POST"])]
+                Route("/api/delete", self.delete, methods=["DELETE", "POST"]),
+                Route(BLOBS_PREFIX + "{digest}", self.blob, methods=["HEAD", "POST"])]
 
     async def pull(self, request: Request) -> Response:
         body = await parse_body(request, PullBody)
@@ -211,7 +237,7 @@ class OllamaModelRoutes:
     async def create(self, request: Request) -> Response:
         body = await parse_body(request, CreateBody)
         name = _model_name(body.model or body.name)
-        definition = _definition(body)
+        definition = _definition(body, self.store)
         record_of(request.scope).model = name
 
         def work(emit: Callable[[Event], None], cancelled: Callable[[], bool]) -> None:
@@ -239,3 +265,19 @@ class OllamaModelRoutes:
         await asyncio.to_thread(self.store.delete, name)
         return Response(status_code=200)
 
+    async def blob(self, request: Request) -> Response:
+        """HEAD: 200 when the blob exists, else 404. POST: store the body as that blob (201)."""
+        digest = request.path_params["digest"]
+        if request.method == "HEAD":
+            return Response(status_code=200 if blob_path(self.store.models_dir, digest).is_file() else 404)
+        declared = request.headers.get("content-length")
+        writer = await asyncio.to_thread(BlobWriter, self.store.models_dir, digest,
+                                         int(declared) if declared and declared.isdigit() else None)
+        try:
+            async for chunk in request.stream():
+                await asyncio.to_thread(writer.write, chunk)
+            await asyncio.to_thread(writer.finish)
+        except BaseException:
+            writer.abort()
+            raise
+        return Response(status_code=201)

@@ -13,6 +13,7 @@ import re
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from rkio.errors import InvalidRequest
@@ -40,7 +41,8 @@ class ModelDefinition:
     parameters: dict[str, Any] = field(default_factory=dict)  # model.toml key -> value
     system: str | None = None
     template: str | None = None
-    adapters: list[str] = field(default_factory=list)
+    adapters: list[tuple[str, str]] = field(default_factory=list)  # (name, path inside the models dir)
+    file_name: str | None = None  # the model file's name when ``source`` is an uploaded blob
     notes: list[str] = field(default_factory=list)  # what was dropped and why
 
     def add_parameter(self, name: str, value: Any) -> None:
@@ -123,7 +125,7 @@ def parse_modelfile(text: str) -> ModelDefinition:
         elif instruction == "template":
             definition.set_template(argument)
         elif instruction == "adapter":
-            definition.adapters.append(argument)
+            definition.adapters.append((Path(argument).stem, argument))
         else:
             definition.notes.append(f"{instruction.upper()} is not used by rkio; ignored")
     return definition

@@ -87,13 +87,17 @@ class ModelStore:
 
     # ---------------------------------------------------------------------------------------- create
 
-    def resolve_source(self, source: str) -> tuple[Path, dict[str, object], list[tuple[str, Path, float]]]:
-        """FROM: a model name (its file, settings and adapters) or a model file inside the directory."""
-        if "/" in source or Path(source).suffix in EXTENSIONS:
+    def resolve_source(self, source: str, file_name: str | None = None,
+                       ) -> tuple[Path, dict[str, object], list[tuple[str, Path, float]]]:
+        """FROM: a model name (its file, settings and adapters) or a model file inside the directory
+        (``file_name`` names it when the file is an uploaded blob, whose own name has no extension)."""
+        if file_name is not None or "/" in source or Path(source).suffix in EXTENSIONS:
             path = Path(source).expanduser()
             path = self.inside(path if path.is_absolute() else self.models_dir / path)
-            if path.suffix not in EXTENSIONS or not path.is_file():
-                raise InvalidRequest(f"FROM {source}: not a .rkllm or .gguf file in the models directory")
+            suffix = Path(file_name or path.name).suffix
+            if suffix not in EXTENSIONS or not path.is_file() or (file_name and "/" in file_name):
+                raise InvalidRequest(f"FROM {file_name or source}: not a .rkllm or .gguf file in the models "
+                                     "directory")
             return path, {}, []
         spec = self.registry.get(check_name(source))
         config = Path(spec.path).parent / CONFIG_FILE
@@ -108,15 +112,15 @@ class ModelStore:
             raise InvalidRequest("a model needs a source: FROM in the modelfile, or \"from\"")
         if self.exists(name):
             raise ModelExists(f"model {name!r} already exists; delete it first")
-        model_file, keys, adapters = self.resolve_source(definition.source)
-        for path in definition.adapters:
+        model_file, keys, adapters = self.resolve_source(definition.source, definition.file_name)
+        for adapter_name, path in definition.adapters:
             adapter = Path(path).expanduser()
             adapter = self.inside(adapter if adapter.is_absolute() else self.models_dir / adapter)
             if not adapter.is_file():
                 raise InvalidRequest(f"ADAPTER {path}: no such file in the models directory")
-            adapters.append((adapter.stem, adapter, 1.0))
+            adapters.append((adapter_name, adapter, 1.0))
         with self._building(name) as folder:
-            _link_or_copy(model_file, folder / model_file.name)
+            _link_or_copy(model_file, folder / (definition.file_name or model_file.name))
             placed: list[tuple[str, str, float]] = []
             for adapter_name, adapter_path, scale in adapters:
                 target = folder / f"adapter-{len(placed)}{adapter_path.suffix}"

@@ -130,6 +130,28 @@ def test_modelfile_create_and_management_errors(server: LiveServer) -> None:
     assert bad.status_code == 400 and "temperature" in bad.json()["error"]
 
 
+def test_ollama_create_from_an_uploaded_file(server: LiveServer, tmp_path: Path) -> None:
+    client = ollama.Client(host=server.url)
+    local = tmp_path / "mine.rkllm"
+    local.write_bytes(MODEL_BYTES)  # bigger than the server's body limit would allow for JSON
+    digest = client.create_blob(local)
+    assert httpx.head(f"{server.url}/api/blobs/{digest}", timeout=10).status_code == 200
+    progress = list(client.create(model="uploaded", files={"mine.rkllm": digest, "README.md": digest},
+                                  parameters={"top_k": 3}, stream=True))
+    assert progress[-1].status == "success" and any("ignored: README.md" in p.status for p in progress)
+    assert (_models_dir(server) / "uploaded" / "mine.rkllm").read_bytes() == MODEL_BYTES
+    reply = client.chat(model="uploaded", messages=[{"role": "user", "content": "hi [[n=2]]"}])
+    assert reply.eval_count == 2
+    other = "sha256:" + "0" * 64
+    assert httpx.head(f"{server.url}/api/blobs/{other}", timeout=10).status_code == 404
+    wrong = httpx.post(f"{server.url}/api/blobs/{other}", content=b"not that", timeout=10)
+    assert wrong.status_code == 400 and "sha256" in wrong.json()["error"]
+    assert httpx.head(f"{server.url}/api/blobs/{other}", timeout=10).status_code == 404  # nothing kept
+    with pytest.raises(ollama.ResponseError) as info:
+        client.create(model="bad", files={"m.gguf": other})
+    assert info.value.status_code == 400 and "no uploaded blob" in info.value.error
+
+
 def test_cli_pull_cp_rm(hub_server: LiveServer) -> None:
     port = hub_server.url.rsplit(":", 1)[1]
     env = {**os.environ, "RKIO_PORT": port}
