@@ -369,7 +369,7 @@ SIM_API int rkllm_run(LLMHandle handle, RKLLMInput* rkllm_input, RKLLMInferParam
 SIM_API int rkllm_abort(LLMHandle handle) {
     sim_handle* h = sim_handle_check(handle, "rkllm_abort");
     if (!h) return -1;
-    atomic_store(&h->abort_requested, 1);
+    sim_abort_wake(&h->abort_requested);
     pthread_mutex_lock(&h->lock);
     h->n_aborts++;
     pthread_mutex_unlock(&h->lock);
