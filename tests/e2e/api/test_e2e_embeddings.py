@@ -82,6 +82,9 @@ def test_openai_embedding_errors(server: LiveServer) -> None:
         assert info.value.status_code == 400
     with pytest.raises(openai.BadRequestError, match="token ids"):
         client.embeddings.create(model="sim-embed", input=[[1, 2, 3]])
+    with pytest.raises(openai.BadRequestError) as info:  # sim-echo has 512 tokens of context
+        client.embeddings.create(model="sim-echo", input="w " * 2000)
+    assert info.value.code == "context_length_exceeded"
 
 
 def test_ollama_embed_and_legacy_embeddings(server: LiveServer) -> None:
