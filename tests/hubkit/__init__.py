@@ -4,15 +4,17 @@ It serves what ``huggingface_hub.get_hf_file_metadata`` and ``http_get`` use (hu
 file_download.py): ``HEAD /<repo>/resolve/<revision>/<path>`` answers with ``X-Repo-Commit``, an ``ETag``
 (for LFS files, as on the hub, a redirect to the storage with ``X-Linked-Etag`` = sha256 and
 ``X-Linked-Size``), and ``GET`` of the storage URL honours ``Range: bytes=N-`` with 206 and
-``Content-Range``. Unknown repos answer 404 with ``X-Error-Code: RepoNotFound``, unknown files 404 with
-``X-Error-Code: EntryNotFound``, as the hub does (huggingface_hub utils/_http.py maps those codes).
-Every request is recorded, and a test can cut a download after some bytes (``cut_after``) or serve
-corrupted bytes (``corrupt``).
+``Content-Range``. ``GET /api/models/<repo>/tree/<revision>`` lists the repo's files
+(``HfApi.list_repo_files``, what a quantization tag is resolved with). Unknown repos answer 404 with
+``X-Error-Code: RepoNotFound``, unknown files 404 with ``X-Error-Code: EntryNotFound``, as the hub does
+(huggingface_hub utils/_http.py maps those codes). Every request is recorded, and a test can have
+corrupted bytes served (``corrupt``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -37,7 +39,6 @@ class HubFile:
 class StandInHub:
     files: dict[tuple[str, str], HubFile] = field(default_factory=dict)  # (repo, path) -> file
     requests: list[tuple[str, str, str | None]] = field(default_factory=list)  # (method, path, Range)
-    cut_after: int | None = None  # close the connection after this many body bytes (once)
     corrupt: bool = False  # flip the first byte of every body
     url: str = ""
     _server: ThreadingHTTPServer | None = None
@@ -86,10 +87,27 @@ class StandInHub:
             return (repo, None, False)
         return (repo, self.files.get((repo, file_path)), False)
 
+    def _tree(self, handler: BaseHTTPRequestHandler, path: str) -> None:
+        parts = path.removeprefix("/api/models/").split("/")
+        repo = "/".join(parts[:2])
+        listing = [{"type": "file", "path": p, "size": len(f.data), "oid": f.etag}
+                   for (r, p), f in self.files.items() if r == repo]
+        data = json.dumps(listing).encode()
+        handler.send_response(200 if listing else 404)
+        if not listing:
+            handler.send_header("X-Error-Code", "RepoNotFound")
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)
+
     def _serve(self, handler: BaseHTTPRequestHandler, body: bool) -> None:
         path = unquote(handler.path.split("?", 1)[0])
         rng = handler.headers.get("Range")
         self.requests.append((handler.command, path, rng))
+        if path.startswith("/api/models/") and "/tree/" in path:
+            self._tree(handler, path)
+            return
         found = self._find(path)
         if found is None or found[1] is None:
             code = "EntryNotFound" if found is not None and (found[0] or found[2]) and any(
@@ -122,11 +140,4 @@ class StandInHub:
         handler.end_headers()
         if not body:
             return
-        chunk = data[start:]
-        if self.cut_after is not None:
-            cut, self.cut_after = self.cut_after, None
-            handler.wfile.write(chunk[:cut])
-            handler.wfile.flush()
-            handler.close_connection = True
-            return
-        handler.wfile.write(chunk)
+        handler.wfile.write(data[start:])

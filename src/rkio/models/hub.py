@@ -32,6 +32,8 @@ FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ +-]{0,200}$")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 SHA1 = re.compile(r"^[0-9a-f]{40}$")
 PARTIAL_DIR = ".partial"
+SPLIT = re.compile(r"-\d{5}-of-\d{5}\.gguf$")
+DEFAULT_TAG = "Q4_K_M"  # Ollama pulls this quantization when a hf.co reference names none
 
 Progress = Callable[[str, int, int], None]
 """(status, completed bytes, total bytes): called from the downloading thread."""
@@ -50,39 +52,70 @@ class PullCancelled(Exception):
 
 @dataclass(frozen=True, slots=True)
 class HubFile:
-    """A parsed ``hf.co/<repo>:<path>[@revision]`` reference."""
+    """A parsed ``hf.co/<repo>:<path-or-tag>[@revision]`` reference."""
 
     repo: str
-    path: str  # inside the repo, may have folders
+    path: str  # inside the repo, may have folders; "" until a ``tag`` is resolved
     revision: str
+    tag: str | None = None  # a quantization such as Q4_K_M naming one .gguf of the repo (Ollama's way)
 
     @property
     def filename(self) -> str:
         return self.path.rsplit("/", 1)[-1]
 
     def default_name(self) -> str:
-        """The local model name when none is given: the file name without its extension."""
+        """The local model name when none is given: the file name without its extension, or for a tag
+        ``<repo>-<tag>`` (known before the repository is listed)."""
+        if self.tag is not None:
+            return check_name(f"{self.repo.split('/', 1)[1]}-{self.tag}")
         return check_name(self.filename.rsplit(".", 1)[0])
 
 
 def parse_reference(reference: str) -> HubFile:
-    """``hf.co/<owner>/<repo>:<file>`` (also ``huggingface.co/…``, an optional ``@revision`` at the end)."""
+    """``hf.co/<owner>/<repo>:<file>`` or ``…:<quantization>`` (default Q4_K_M, as Ollama), also
+    ``huggingface.co/…``, with an optional ``@revision`` at the end."""
     rest = next((reference[len(p):] for p in HF_PREFIXES if reference.startswith(p)), None)
     if rest is None:
         raise InvalidRequest(f"cannot pull {reference!r}: rkio pulls model files from Hugging Face, "
-                             "named hf.co/<owner>/<repo>:<file>.gguf")
+                             "named hf.co/<owner>/<repo>:<file>.gguf or hf.co/<owner>/<repo>:<quantization>")
     rest, _, revision = rest.partition("@")
-    repo, sep, path = rest.partition(":")
-    if not sep or not REPO.match(repo):
+    repo, _, path = rest.partition(":")
+    if not REPO.match(repo):
         raise InvalidRequest(f"cannot pull {reference!r}: expected hf.co/<owner>/<repo>:<file>")
-    parts = path.split("/")
-    if not path or any(not FILE.match(part) or part in (".", "..") for part in parts):
-        raise InvalidRequest(f"cannot pull {reference!r}: {path!r} is not a file name in the repository")
-    if Path(parts[-1]).suffix not in EXTENSIONS:
-        raise InvalidRequest(f"cannot pull {reference!r}: rkio serves .gguf and .rkllm files only")
     if revision and not re.fullmatch(r"[A-Za-z0-9._/-]{1,128}", revision):
         raise InvalidRequest(f"cannot pull {reference!r}: invalid revision {revision!r}")
+    path = path or DEFAULT_TAG
+    parts = path.split("/")
+    if any(not FILE.match(part) or part in (".", "..") for part in parts):
+        raise InvalidRequest(f"cannot pull {reference!r}: {path!r} is not a file name in the repository")
+    if Path(parts[-1]).suffix not in EXTENSIONS:
+        if len(parts) > 1 or "." in path:
+            raise InvalidRequest(f"cannot pull {reference!r}: rkio serves .gguf and .rkllm files only")
+        return HubFile(repo, "", revision or "main", tag=path)
     return HubFile(repo, path, revision or "main")
+
+
+def resolve_tag(ref: HubFile, endpoint: str) -> HubFile:
+    """The one .gguf of the repository whose name carries the tag (case-insensitive; vision projectors
+    and split files, which rkio cannot serve as one file, left out)."""
+    from huggingface_hub import HfApi
+
+    if ref.tag is None:
+        return ref
+    try:
+        files = HfApi(endpoint=endpoint).list_repo_files(ref.repo, revision=ref.revision)
+    except Exception as exc:
+        raise _hub_error(exc, ref) from None
+    # whole-word match on the file name: Q4_K matches "x-Q4_K.gguf" but not "x-Q4_K_M.gguf"
+    word = re.compile(rf"(^|[^a-z0-9]){re.escape(ref.tag.lower())}(\.gguf$|[^a-z0-9_])")
+    ggufs = [f for f in files if f.endswith(".gguf") and "mmproj" not in f.lower() and not SPLIT.search(f)]
+    found = [f for f in ggufs if word.search(f.rsplit("/", 1)[-1].lower())]
+    if len(found) != 1:
+        names = ", ".join(f.rsplit("/", 1)[-1] for f in (found or ggufs)[:12]) or "no .gguf files"
+        error = InvalidRequest if found else ModelNotFound
+        raise error(f"{ref.repo}: {len(found) or 'no'} .gguf files match {ref.tag!r} ({names}); "
+                    "name the file: hf.co/<owner>/<repo>:<file>.gguf")
+    return HubFile(ref.repo, found[0], ref.revision)
 
 
 def _hub_error(exc: Exception, ref: HubFile) -> RkioError:
@@ -147,6 +180,7 @@ def pull(store: ModelStore, ref: HubFile, name: str, report: Progress,
 
     name = check_name(name)
     endpoint = (endpoint or os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
+    ref = resolve_tag(ref, endpoint)
     url = hf_hub_url(ref.repo, ref.path, revision=ref.revision, endpoint=endpoint)
     try:
         meta = get_hf_file_metadata(url, endpoint=endpoint)

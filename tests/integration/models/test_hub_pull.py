@@ -10,7 +10,7 @@ import pytest
 
 from hubkit import StandInHub
 from rkio.engine.registry import ModelRegistry
-from rkio.errors import ModelNotFound
+from rkio.errors import InvalidRequest, ModelNotFound
 from rkio.models.hub import PullCancelled, PullFailed, parse_reference, pull
 from rkio.models.store import ModelExists, ModelStore
 
@@ -107,3 +107,23 @@ def test_an_existing_model_of_that_name_with_another_file_is_kept(hub: StandInHu
         _pull(ModelStore(tmp_path), hub, "new.gguf", name="taken")
     assert (tmp_path / "taken" / "other.gguf").read_bytes() == b"GGUF mine"
     assert not (tmp_path / "taken" / "new.gguf").exists()
+
+
+def test_a_quantization_tag_picks_the_one_matching_gguf(hub: StandInHub, tmp_path: Path) -> None:
+    data = _data(1 << 20)
+    for name in ("tiny-Q4_K_S.gguf", "tiny-Q8_0.gguf", "mmproj-tiny-Q4_K_M.gguf",
+                 "big-Q4_K_M-00001-of-00002.gguf", "README.md"):
+        hub.add(REPO, name, b"GGUF " + name.encode(), lfs=False)
+    hub.add(REPO, "sub/tiny-Q4_K_M.gguf", data)
+    store = ModelStore(tmp_path)
+    ref = parse_reference(f"hf.co/{REPO}")  # no tag: Q4_K_M, as Ollama
+    assert ref.tag == "Q4_K_M" and ref.default_name() == "tiny-GGUF-Q4_K_M"
+    target = pull(store, ref, ref.default_name(), lambda *e: None, endpoint=hub.url)
+    assert target == tmp_path / "tiny-GGUF-Q4_K_M" / "tiny-Q4_K_M.gguf" and target.read_bytes() == data
+    q8 = parse_reference(f"hf.co/{REPO}:q8_0")
+    assert pull(store, q8, "q8", lambda *e: None, endpoint=hub.url).name == "tiny-Q8_0.gguf"
+    with pytest.raises(ModelNotFound, match=r"no \.gguf files match 'IQ2_XS'.*tiny-Q4_K_S\.gguf"):
+        pull(store, parse_reference(f"hf.co/{REPO}:IQ2_XS"), "x", lambda *e: None, endpoint=hub.url)
+    hub.add(REPO, "other-Q8_0.gguf", b"GGUF other", lfs=False)
+    with pytest.raises(InvalidRequest, match=r"2 \.gguf files match 'q8_0'"):
+        pull(store, q8, "q8b", lambda *e: None, endpoint=hub.url)

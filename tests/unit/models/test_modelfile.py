@@ -65,7 +65,7 @@ def test_model_toml_round_trips_through_the_registry_parser(tmp_path: Path) -> N
     assert config.sampling["top_k"] == 5 and config.spec["chat_template"] == "chatml"
 
 
-@pytest.mark.parametrize("ref", ["llama3.2", "hf.co/owner:file.gguf", "hf.co/o/r", "hf.co/o/r:../x.gguf",
+@pytest.mark.parametrize("ref", ["llama3.2", "hf.co/owner:file.gguf", "hf.co/o/r:../x.gguf", "hf.co/o/r:a/Q4",
                                  "hf.co/o/r:file.safetensors", "hf.co/o/r:a/../../b.gguf"])
 def test_references_that_are_not_a_hub_model_file(ref: str) -> None:
     with pytest.raises(InvalidRequest):
