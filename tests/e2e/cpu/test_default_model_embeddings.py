@@ -4,6 +4,7 @@ live server and the official ``openai`` and ``ollama`` packages."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import httpx
 import ollama
@@ -49,3 +50,26 @@ def test_ollama_embed_and_rerank_refused_without_yes_no_tokens(server: Server) -
     refused = httpx.post(f"{server.url}/v1/rerank", timeout=60,
                          json={"model": MODEL, "query": "q", "documents": ["a"]})
     assert refused.status_code == 400 and "rerank_yes_token" in refused.json()["error"]["message"]
+
+
+def test_rerank_from_llama_cpp_logits_on_a_copy_set_up_as_reranker(server: Server) -> None:
+    """The yes/no scoring path on llama.cpp's last-position logits (the default model is no reranker, so
+    only the mechanics are checked: scores are probabilities, sorted, the same on every call)."""
+    client = ollama.Client(host=server.url)
+    client.copy(MODEL, "rerank-probe")
+    try:
+        shown = httpx.post(f"{server.url}/api/show", json={"model": "rerank-probe"}, timeout=30).json()
+        toml = Path(shown["model_info"]["rkio.path"]).parent / "model.toml"
+        toml.write_text(toml.read_text() + "rerank_yes_token = 1\nrerank_no_token = 2\n")
+        body = {"model": "rerank-probe", "query": "capital of France",
+                "documents": ["Paris is the capital of France.", "Bananas are yellow.", "France"],
+                "return_documents": True}
+        first = httpx.post(f"{server.url}/v1/rerank", json=body, timeout=120).json()
+        scores = [r["relevance_score"] for r in first["results"]]
+        assert sorted(r["index"] for r in first["results"]) == [0, 1, 2]
+        assert scores == sorted(scores, reverse=True) and all(0.0 < s < 1.0 for s in scores)
+        again = httpx.post(f"{server.url}/v1/rerank", json=body, timeout=120).json()
+        assert again["results"] == first["results"]
+    finally:
+        client.delete("rerank-probe")
+    assert "rerank-probe" not in {m.model for m in client.list().models}
