@@ -44,6 +44,7 @@ FEATURES = frozenset({
     Feature.ENABLE_THINKING,  # realised by the chat template the runner renders with
     Feature.PER_RUN_SAMPLING,
     Feature.PER_RUN_MAX_NEW_TOKENS,
+    Feature.SAMPLING_SEED,
     Feature.PERF_STATS,
     Feature.CLEAR_KV_CACHE,
     Feature.KV_CACHE_SIZE,

@@ -191,7 +191,13 @@ class RunnerService:
         cut = ""  # why the runner ended the stream itself: "stop" (stop string) or "length"
 
         def on_token(token: Token) -> bool:
+            # The reply may end at a stop string or at the limit while the runtime would have stopped
+            # there anyway (EOS), so the runtime is stopped only when it delivers one token more: a stop
+            # then interrupts a run that is really still going, and a reply that ends by itself is never
+            # aborted (issue 11: a stray rkllm_abort after every run). The cost is one token's time.
             nonlocal count, cut
+            if cut:
+                return False
             count += 1
             if scanner is None:
                 push(token.text, token.token_id)
@@ -201,10 +207,8 @@ class RunnerService:
                     writer.push_many(text, ids)
                 if scanner.stopped:
                     cut = "stop"
-                    return False
-            if limit is not None and count >= limit:
+            if not cut and limit is not None and count >= limit:
                 cut = "length"
-                return False
             return True
 
         with self._state_lock:
