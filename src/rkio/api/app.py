@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -12,13 +12,15 @@ from starlette.middleware.cors import CORSMiddleware
 
 from rkio.api.access import RequestLog
 from rkio.api.auth import ApiKeyAuth, BodyLimit
+from rkio.api.board import BoardHeader
 from rkio.api.errors import EXCEPTION_HANDLERS
 from rkio.api.metrics import ApiMetrics
 from rkio.api.ollama_routes import OllamaRoutes
 from rkio.api.openai_routes import OpenAIRoutes
 from rkio.api.ops_routes import OpsRoutes
+from rkio.api.readiness import Readiness
 from rkio.config import Settings
-from rkio.engine.types import Engine
+from rkio.engine.types import Engine, RuntimeKind
 
 log = logging.getLogger("rkio.api")
 
@@ -27,22 +29,28 @@ HEARTBEAT = 10.0  # SSE: comment line this often until the first token (long pre
 
 
 def create_app(engine: Engine, settings: Settings, *, manage_engine: bool = True,
-               commit_after: float = COMMIT_AFTER, heartbeat: float = HEARTBEAT) -> Starlette:
-    """Build the app. With ``manage_engine`` the lifespan starts the engine and stops it on shutdown."""
+               commit_after: float = COMMIT_AFTER, heartbeat: float = HEARTBEAT,
+               runtimes: Collection[RuntimeKind] | None = None) -> Starlette:
+    """Build the app. With ``manage_engine`` the lifespan starts the engine and stops it on shutdown.
+    ``runtimes``: the runtime kinds installed here (``/v1/models`` and ``/ready`` count only models they can
+    run); None counts every model. ``app.state.readiness.draining`` turns ``/ready`` false (on SIGTERM)."""
     metrics = ApiMetrics()
+    readiness = Readiness(engine, runtimes)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if manage_engine:
             await engine.start()
+        readiness.draining = False  # a started app serves (also when it is started again, as tests do)
         try:
             yield
         finally:
+            readiness.draining = True
             if manage_engine:
                 log.info("stopping the engine (grace %.0fs)", settings.stop_grace)
                 await engine.stop(settings.stop_grace)
 
-    middleware = []
+    middleware = [Middleware(BoardHeader, board_name=settings.board_name)]  # outermost: on every response
     if settings.cors_origins:
         middleware.append(Middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
                                      allow_methods=["GET", "POST", "HEAD", "OPTIONS"],
@@ -53,9 +61,10 @@ def create_app(engine: Engine, settings: Settings, *, manage_engine: bool = True
     middleware.append(Middleware(BodyLimit, max_bytes=settings.max_body_bytes))
     routes = [*OpenAIRoutes(engine, settings, commit_after, heartbeat).routes(),
               *OllamaRoutes(engine, settings, heartbeat).routes(),
-              *OpsRoutes(engine, metrics).routes()]
+              *OpsRoutes(engine, metrics, readiness).routes()]
     app = Starlette(routes=routes, middleware=middleware, exception_handlers=EXCEPTION_HANDLERS,
                     lifespan=lifespan)
     app.state.engine = engine
     app.state.metrics = metrics
+    app.state.readiness = readiness
     return app

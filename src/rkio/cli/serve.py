@@ -20,13 +20,17 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
 from rkio.cli.npu_claim import claim_npu
 from rkio.config import Settings
 from rkio.errors import ConfigError
+
+if TYPE_CHECKING:
+    from rkio.api.readiness import Readiness
 
 log = logging.getLogger("rkio.serve")
 
@@ -56,6 +60,7 @@ FLAGS: tuple[tuple[str, str, str, str], ...] = (
     ("--log-level", "log_level", "LEVEL", "debug, info, warning or error (default info)"),
     ("--npu-lock", "npu_lock", "FILE", "the machine-wide lock that makes this the board's only engine "
                                        "(default /run/lock/rkio-npu.lock, see the docs)"),
+    ("--board-name", "board_name", "NAME", "sent as the X-Rkio-Board response header (default: host name)"),
 )
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
@@ -105,22 +110,33 @@ def serve(settings: Settings) -> int:
     """Run until SIGTERM/SIGINT; 0 after a clean shutdown, 1 if startup failed."""
     from rkio.api.app import create_app
     from rkio.engine.engine import ModelEngine
+    from rkio.runtime.select import installed_runtimes
 
-    app = create_app(ModelEngine(settings), settings)
+    kinds = installed_runtimes() if settings.runtime == "auto" else frozenset({settings.runtime})
+    app = create_app(ModelEngine(settings), settings, runtimes=kinds)
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, log_config=None, access_log=False,
         log_level=settings.log_level.lower(), lifespan="on",
         timeout_graceful_shutdown=max(1, round(settings.stop_grace)),
         loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
         http="httptools" if importlib.util.find_spec("httptools") else "h11")
-    server = QuietExitServer(config)
+    server = QuietExitServer(config, app.state.readiness)
     server.run()
     return 0 if server.started else 1
 
 
 class QuietExitServer(uvicorn.Server):
     """uvicorn's Server, except that a handled SIGTERM/SIGINT ends ``run`` normally instead of re-raising the
-    signal after shutdown (which would make the exit status 143/130 instead of 0)."""
+    signal after shutdown (which would make the exit status 143/130 instead of 0), and turns ``/ready`` false
+    at once (requests still in flight finish during the grace period; a router stops sending new ones)."""
+
+    def __init__(self, config: uvicorn.Config, readiness: Readiness) -> None:
+        super().__init__(config)
+        self.readiness = readiness
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.readiness.draining = True
+        super().handle_exit(sig, frame)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:

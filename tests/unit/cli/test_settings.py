@@ -24,7 +24,7 @@ VALID = {
     "stop_grace": ("3", 3.0), "preload": ("a, b", ("a", "b")), "reserved_domains": ("0,3", (0, 3)),
     "cors_origins": ("http://x", ("http://x",)), "max_body_bytes": ("64KiB", 64 << 10),
     "default_model": ("qwen", "qwen"), "log_level": ("WARNING", LogLevel.WARNING),
-    "npu_lock": ("/l/npu.lock", Path("/l/npu.lock")),
+    "npu_lock": ("/l/npu.lock", Path("/l/npu.lock")), "board_name": ("opi5-3", "opi5-3"),
 }
 
 
