@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -41,7 +43,9 @@ def start_server(sim_lib: Path, tmp_path: Path) -> Iterator[Callable[..., LiveSe
                "--runtime", "rkllm", "--memory-budget", "2GiB", "--stop-grace", "3",
                "--npu-lock", str(home / "npu.lock"), *flags]  # each server its own simulated board
         with log_path.open("wb") as log:
-            process = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+            # its own process group: a test can kill a board with its runners at once (os.killpg)
+            process = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                       start_new_session=True)
         server = LiveServer(f"http://127.0.0.1:{port}", process, log_path)
         servers.append(server)
         deadline = time.monotonic() + 30
@@ -57,9 +61,9 @@ def start_server(sim_lib: Path, tmp_path: Path) -> Iterator[Callable[..., LiveSe
 
     yield start
     for server in servers:
-        if server.process.poll() is None:
-            server.process.kill()
-            server.process.wait()
+        with contextlib.suppress(ProcessLookupError):  # the server and any runner left in its group
+            os.killpg(server.process.pid, signal.SIGKILL)
+        server.process.wait()
 
 
 @pytest.fixture
