@@ -131,7 +131,8 @@ async def test_a_full_board_sheds_load_with_429_and_the_router_serves_elsewhere(
         body = {"model": "sim-slow", "messages": [{"role": "user", "content": "x y [[n=60]]"}]}
         hogs = [asyncio.create_task(client.post("/v1/chat/completions", json=body))]  # 1.2 s each
         await until(lambda: running(full) == 1, "the first request never ran")
-        hogs += [asyncio.create_task(client.post("/v1/chat/completions", json=body)) for _ in range(MAX_QUEUE)]
+        hogs += [asyncio.create_task(client.post("/v1/chat/completions", json=body))
+                 for _ in range(MAX_QUEUE)]
         await until(lambda: status(full)["queue_length"] == MAX_QUEUE, "the queue never filled")
         refused = await client.post("/v1/chat/completions", json=body)
         assert not any(h.done() for h in hogs)  # answered at once, not after waiting its turn
@@ -148,7 +149,7 @@ async def test_a_full_board_sheds_load_with_429_and_the_router_serves_elsewhere(
         counts = served(await asyncio.gather(*(ask(router, "qwen2.5-1.5b", p) for p in prompts)), prompts)
 
         assert all(r.status_code == 200 for r in await asyncio.gather(*hogs))
-    metrics = httpx.get(full.url + "/metrics", headers=AUTH).text
+        metrics = (await client.get("/metrics")).text
     rejected = re.search(r'rkio_http_requests_total\{endpoint="/v1/chat/completions",status="429"\} (\d+)',
                          metrics)
     assert rejected and int(rejected.group(1)) >= 2, counts  # the router was refused too, and went elsewhere

@@ -60,7 +60,8 @@ async def test_not_ready_without_a_runtime_for_any_model(engine: FakeEngine) -> 
     engine.names = ("qwen",)
     async with client_for(engine, runtimes=("llamacpp",)) as c:
         r = await c.get("/ready")
-        assert r.status_code == 503 and "no runtime installed for the models here (rkllm)" in r.json()["reason"]
+        assert r.status_code == 503
+        assert "no runtime installed for the models here (rkllm)" in r.json()["reason"]
         assert (await c.get("/v1/models")).json()["data"] == []
     async with client_for(engine, runtimes=()) as c:
         assert (await c.get("/ready")).status_code == 503
