@@ -29,7 +29,7 @@ async def refused(client: httpx.AsyncClient) -> tuple[int, float, str | None]:
 
 
 async def until(client: httpx.AsyncClient, field: str, value: int) -> None:
-    """Poll the engine's status (it has no event to wait on from outside) until ``field`` reaches ``value``."""
+    """Poll the engine's status (no event to wait on from outside) until ``field`` reaches ``value``."""
     for _ in range(3000):
         if (await client.get("/rkio/status")).json()[field] >= value:
             return
