@@ -86,3 +86,17 @@ async def test_full_queue_is_429_with_retry_after_in_both_protocols(engine: Fake
     assert openai.status_code == ollama.status_code == 429
     assert openai.headers["retry-after"] == ollama.headers["retry-after"] == "3"  # 2.5 s, rounded up
     assert openai.json()["error"]["type"] == "rate_limit_error"
+
+
+def test_sigterm_turns_ready_false_as_the_drain_begins(engine: FakeEngine) -> None:
+    import signal
+
+    import uvicorn
+
+    from rkio.cli.serve import QuietExitServer
+
+    app = create_app(engine, Settings(), manage_engine=False)
+    server = QuietExitServer(uvicorn.Config(app), app.state.readiness)
+    assert not app.state.readiness.draining
+    server.handle_exit(signal.SIGTERM, None)
+    assert app.state.readiness.draining and server.should_exit
