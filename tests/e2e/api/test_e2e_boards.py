@@ -15,8 +15,9 @@ import collections
 import os
 import re
 import signal
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,28 @@ def localise(text: str, boards: list[LiveServer]) -> str:
     for doc_model, sim_model in DOC_MODELS.items():
         text = text.replace(f"openai/{doc_model}", f"openai/{sim_model}")
     return text
+
+
+CONNECTIONS: list[str] = []  # every address this process connects to or looks up (an audit hook, below)
+
+
+def _record(event: str, args: tuple[Any, ...]) -> None:
+    if event == "socket.connect" and isinstance(args[1], tuple):
+        CONNECTIONS.append(str(args[1][0]))
+    elif event == "socket.getaddrinfo":
+        CONNECTIONS.append(str(args[0]))
+
+
+sys.addaudithook(_record)  # hooks cannot be removed; it only appends to a list
+
+
+@pytest.fixture(autouse=True)
+def nothing_leaves_the_machine() -> Iterator[None]:
+    """LiteLLM is configured never to fetch anything (its model cost map, telemetry): every connection the
+    test process makes, LiteLLM's included, goes to the boards on the loopback."""
+    CONNECTIONS.clear()
+    yield
+    assert CONNECTIONS and set(CONNECTIONS) <= {"127.0.0.1", "localhost", "::1"}, set(CONNECTIONS)
 
 
 @pytest.fixture
