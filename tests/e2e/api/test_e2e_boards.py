@@ -167,7 +167,7 @@ async def test_a_full_board_sheds_load_with_429_and_the_router_serves_elsewhere(
         echoed, board = await ask(router, "gemma3-4b", "only on board3 [[n=3]]")
         assert (echoed.split(), board) == (["only", "on", "board3"], "opi5-3")  # the partitioned model
         # what the two other boards hold even when every request refused by opi5-2 goes to the same one (a
-        # board that overflows too answers 429 and LiteLLM cools that whole board down)
+        # board that overflows too answers 429, and a client whose retries all meet full boards gets a 429)
         prompts = [f"e{i} f{i} [[n=10]]" for i in range(6)]
         counts = served(await asyncio.gather(*(ask(router, "qwen2.5-1.5b", p) for p in prompts)), prompts)
 
