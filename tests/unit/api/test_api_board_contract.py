@@ -52,8 +52,10 @@ async def test_models_lists_only_what_this_board_can_serve(engine: FakeEngine) -
         assert (await c.get("/v1/models")).json()["data"] == []
         r = await c.get("/ready")
         assert r.status_code == 503 and r.json()["reason"] == "every model is quarantined"
+        assert (await c.get("/api/tags")).json()["models"] == []  # Ollama's list says the same
     async with client_for(engine, runtimes=("rkllm", "llamacpp")) as c:
         assert [m["id"] for m in (await c.get("/v1/models")).json()["data"]] == ["llama"]
+        assert [m["name"] for m in (await c.get("/api/tags")).json()["models"]] == ["llama"]
 
 
 async def test_not_ready_without_a_runtime_for_any_model(engine: FakeEngine) -> None:
