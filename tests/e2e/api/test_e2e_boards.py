@@ -17,7 +17,7 @@ import re
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +70,18 @@ def nothing_leaves_the_machine() -> Iterator[None]:
     CONNECTIONS.clear()
     yield
     assert CONNECTIONS and set(CONNECTIONS) <= {"127.0.0.1", "localhost", "::1"}, set(CONNECTIONS)
+
+
+@pytest.fixture(autouse=True)
+async def litellm_clients_closed() -> AsyncIterator[None]:
+    """LiteLLM caches its HTTP clients process-wide; close them with this test's event loop (else they are
+    finalised after it closed, and log errors at interpreter exit)."""
+    yield
+    import litellm
+    from litellm.llms.custom_httpx.async_client_cleanup import close_litellm_async_clients
+
+    await close_litellm_async_clients()
+    litellm.in_memory_llm_clients_cache.flush_cache()
 
 
 @pytest.fixture
