@@ -2,8 +2,9 @@
 
 A router in front of several boards (LiteLLM, nginx) needs two answers from each: which models it can run
 (``/v1/models``) and whether to send it requests at all (``/ready``). A model can be served when its runtime
-is installed here (``librkllmrt.so`` for ``.rkllm``, llama-cpp-python for ``.gguf``) and it is not
-quarantined. The board is ready when at least one model can be served and it is not shutting down.
+is installed here (``librkllmrt.so`` for ``.rkllm``, llama-cpp-python for ``.gguf``), its file is not larger
+than the memory budget (then no eviction could ever make room) and it is not quarantined. The board is
+ready when at least one model can be served and it is not shutting down.
 """
 
 from __future__ import annotations
@@ -33,9 +34,11 @@ class Readiness:
 
     def servable(self) -> list[ModelSpec]:
         """The models this board can serve, sorted by name (what ``/v1/models`` lists)."""
-        quarantined = set(self.engine.status().quarantined)
+        status = self.engine.status()
+        quarantined = set(status.quarantined)
         return [spec for spec in self.engine.models()
-                if spec.name not in quarantined and (self.runtimes is None or spec.runtime in self.runtimes)]
+                if spec.name not in quarantined and (self.runtimes is None or spec.runtime in self.runtimes)
+                and spec.size_bytes <= status.budget_bytes]
 
     def verdict(self) -> Verdict:
         """Raises whatever the engine raises when it cannot report (the caller turns that into 503)."""
@@ -52,6 +55,8 @@ class Readiness:
             kinds = ", ".join(sorted({s.runtime for s in specs}))
             reason = (f"no runtime installed for the models here ({kinds}): .rkllm needs librkllmrt.so "
                       "(RKIO_RKLLM_LIB), .gguf needs llama-cpp-python")
+        elif all(s.size_bytes > self.engine.status().budget_bytes for s in specs):
+            reason = "no model fits the memory budget (--memory-budget)"
         else:
             reason = "every model is quarantined"
         return Verdict(False, reason, 0, loaded)

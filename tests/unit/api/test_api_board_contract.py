@@ -69,6 +69,19 @@ async def test_not_ready_without_a_runtime_for_any_model(engine: FakeEngine) -> 
         assert (await c.get("/ready")).status_code == 503
 
 
+async def test_a_model_larger_than_the_budget_is_not_listed(engine: FakeEngine,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    status = engine.status
+    monkeypatch.setattr(engine, "status", lambda: dataclasses.replace(status(), budget_bytes=512 << 20))
+    async with client_for(engine) as c:  # the fake's models are 1 GiB files
+        assert (await c.get("/v1/models")).json()["data"] == []
+        r = await c.get("/ready")
+        assert r.status_code == 503
+        assert r.json()["reason"] == "no model fits the memory budget (--memory-budget)"
+
+
 async def test_ready_turns_false_once_draining(engine: FakeEngine) -> None:
     app = create_app(engine, Settings(), manage_engine=False)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://rkio.test") as c:
