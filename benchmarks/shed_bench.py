@@ -12,12 +12,10 @@ import argparse
 import asyncio
 import statistics
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import httpx
-from http_bench import start_server
+from http_bench import serving
 
 BODY = {"model": "bench", "messages": [{"role": "user", "content": "x y [[n=2000]]"}]}  # 2000 x 5 ms = 10 s
 
@@ -65,14 +63,9 @@ def main() -> int:
     parser.add_argument("--log-level", default="warning",
                         help="info: the server logs each 429 with its server-side duration_ms")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        extra = ("--max-queue", str(args.max_queue), "--log-level", args.log_level)
-        proc, url = start_server(Path(tmp), 5000, 2000, extra=extra)
-        try:
-            asyncio.run(run(url, args.max_queue, [int(b) for b in args.bursts.split(",")]))
-        finally:
-            proc.terminate()
-            proc.wait()
+    extra = ("--max-queue", str(args.max_queue), "--log-level", args.log_level)
+    with serving(5000, 2000, extra) as url:
+        asyncio.run(run(url, args.max_queue, [int(b) for b in args.bursts.split(",")]))
     return 0
 
 
