@@ -1,4 +1,4 @@
-"""The ASGI application: routes of both API flavours and operations, guards, error mapping, lifespan."""
+"""The ASGI application: routes of the API flavours and operations, guards, error mapping, lifespan."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
 from rkio.api.access import RequestLog
+from rkio.api.anthropic_routes import AnthropicRoutes
 from rkio.api.auth import ApiKeyAuth, BodyLimit
 from rkio.api.board import BoardHeader
 from rkio.api.errors import EXCEPTION_HANDLERS
@@ -66,13 +67,15 @@ def create_app(engine: Engine, settings: Settings, *, manage_engine: bool = True
     if settings.cors_origins:
         middleware.append(Middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
                                      allow_methods=["GET", "POST", "HEAD", "OPTIONS"],
-                                     allow_headers=["authorization", "content-type"]))
+                                     allow_headers=["authorization", "content-type", "x-api-key",
+                                                    "anthropic-version", "anthropic-beta"]))
     middleware.append(Middleware(RequestLog, metrics=metrics))
     if settings.api_key:
         middleware.append(Middleware(ApiKeyAuth, api_key=settings.api_key, exempt=RPC_PATHS))
     middleware.append(Middleware(BodyLimit, max_bytes=settings.max_body_bytes, exempt=RPC_PATHS))
     routes = [*rpc.routes(), *OpenAIRoutes(engine, settings, commit_after, heartbeat).routes(),
               *OllamaRoutes(engine, settings, heartbeat).routes(),
+              *AnthropicRoutes(engine, settings, commit_after, heartbeat).routes(),
               *OpsRoutes(engine, metrics, readiness).routes(), mcp.route()]
     app = Starlette(routes=routes, middleware=middleware, exception_handlers=EXCEPTION_HANDLERS,
                     lifespan=lifespan)

@@ -17,7 +17,8 @@ OPEN_PATHS = frozenset({"/health"})
 
 
 class ApiKeyAuth:
-    """With an API key configured, every endpoint but ``/health`` needs ``Authorization: Bearer <key>``."""
+    """With an API key configured, every endpoint but ``/health`` needs ``Authorization: Bearer <key>`` or
+    ``x-api-key: <key>`` (what Anthropic's clients send)."""
 
     def __init__(self, app: ASGIApp, api_key: str, exempt: frozenset[str] = frozenset()) -> None:
         self.app = app
@@ -26,14 +27,17 @@ class ApiKeyAuth:
 
     def authorized(self, headers: Headers) -> bool:
         scheme, _, token = headers.get("authorization", "").partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), self.key)
+        if scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), self.key):
+            return True
+        api_key = headers.get("x-api-key")
+        return api_key is not None and hmac.compare_digest(api_key.strip().encode(), self.key)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (scope["type"] != "http" or scope["path"] in self.open_paths
                 or self.authorized(Headers(scope=scope))):
             await self.app(scope, receive, send)
             return
-        err = Unauthorized("missing or invalid API key (send Authorization: Bearer <key>)")
+        err = Unauthorized("missing or invalid API key (send Authorization: Bearer <key> or x-api-key)")
         response = error_response(err, protocol_for_path(scope["path"]))
         response.headers["WWW-Authenticate"] = "Bearer"
         await response(scope, receive, send)

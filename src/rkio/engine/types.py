@@ -76,6 +76,7 @@ class GenerationRequest:
     request_id: str = ""
     runtime_input: GenerateParams | None = None  # a raw rkllm input, sent as is (no chat rendering)
     handle_state: HandleState | None = None  # the lease's handle state to apply before this run
+    json_schema: str | None = None  # JSON text of a schema to enforce while decoding where the runtime can
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +201,7 @@ class Done:
     timings: Timings
     perf: Perf | None = None
     outputs: RunOutputs | None = None  # hidden states / logits of a run in that mode
+    stop_sequence: str | None = None  # the stop string (request's or chat template's) that ended the reply
 
 
 EngineEvent = Queued | Loading | TokenChunk | Done
@@ -342,6 +344,7 @@ class RunnerDone:
     perf: Perf | None
     memory: RunnerMemory | None
     outputs: RunOutputs | None = None
+    stop_sequence: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
