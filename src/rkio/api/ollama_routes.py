@@ -185,7 +185,7 @@ class OllamaRoutes:
     async def tags(self, request: Request) -> Response:
         models = [{"name": s.name, "model": s.name, "modified_at": timestamp(s.mtime_ns / 1e9),
                    "size": s.size_bytes, "digest": digest(s), "details": details(s)}
-                  for s in self.engine.models()]
+                  for s in request.app.state.readiness.servable()]  # as /v1/models: what this board can run
         return JSONResponse({"models": models})
 
     async def ps(self, request: Request) -> Response:

@@ -179,8 +179,9 @@ class OpenAIRoutes:
         return JSONResponse(completion_body(cid, created, model, echo + text, done), headers=headers)
 
     async def list_models(self, request: Request) -> Response:
+        servable = request.app.state.readiness.servable()  # only what this board can run (a router reads it)
         return JSONResponse({"object": "list", "data": [_model_body(s.name, s.mtime_ns, s.runtime)
-                                                        for s in self.engine.models()]})
+                                                        for s in servable]})
 
     async def get_model(self, request: Request) -> Response:
         spec = self.engine.model(request.path_params["model_id"])
