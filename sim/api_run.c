@@ -117,7 +117,22 @@ static void save_prompt_cache(const RKLLMInferParam* infer, const char* template
     fclose(f);
 }
 
-/* Special modes: one result carrying hidden states or logits, then FINISH. */
+/* The simulator's own hidden state of a token (rkllm.h fixes only the shape): a hash of the token id and
+ * the column, in [-1, 1]. One row per prompt token, so the same text always gives the same rows, rows of
+ * different words differ, and pooling (last token, mean) can be checked exactly from Python
+ * (tests/simkit/replies.py hidden_row mirrors this). */
+static float hidden_value(int32_t token, int column) {
+    uint32_t x = (uint32_t)token * 2654435761u ^ (uint32_t)(column + 1) * 40503u;
+    x ^= x >> 13;
+    x *= 0x5bd1e995u;
+    x ^= x >> 15;
+    return (float)(x % 2001u) / 1000.0f - 1.0f;
+}
+
+/* Special modes: one result carrying hidden states or logits, then FINISH. Shapes follow rkllm.h:
+ * RKLLMResultLastHiddenLayer is num_tokens x embd_size floats (one row per prompt token), RKLLMResultLogits
+ * num_tokens x vocab_size; logits are only filled in GET_LOGITS mode (rkllm-runtime.md §1.2, "Callback
+ * payload rules"). The values themselves are the simulator's own deterministic pattern. */
 static int run_special(sim_handle* h, void* userdata, const RKLLMInferParam* infer, const sim_prompt* p) {
     RKLLMResult r;
     memset(&r, 0, sizeof(r));
@@ -128,7 +143,10 @@ static int run_special(sim_handle* h, void* userdata, const RKLLMInferParam* inf
         int e = h->model.embd_size > 0 ? h->model.embd_size : 64;
         int t = p->prompt_tokens;
         buf = sim_xcalloc((size_t)e * (size_t)t, sizeof(float));
-        for (int i = 0; i < e * t; i++) buf[i] = (float)(i % 97) / 97.0f;
+        for (int row = 0; row < t; row++) {
+            int32_t token = sim_token_id(p->words[row % p->n_words]);
+            for (int k = 0; k < e; k++) buf[(size_t)row * (size_t)e + (size_t)k] = hidden_value(token, k);
+        }
         r.last_hidden_layer.hidden_states = buf;
         r.last_hidden_layer.embd_size = e;
         r.last_hidden_layer.num_tokens = t;
@@ -152,12 +170,21 @@ static int run_special(sim_handle* h, void* userdata, const RKLLMInferParam* inf
     deliver(h, userdata, &r, state);
     free(buf);
     memset(&r, 0, sizeof(r));
+    atomic_store(&h->generating, 0);
     deliver(h, userdata, &r, RKLLM_RUN_FINISH);
     set_finish(h, "stop", 0);
     return 0;
 }
 
+static int run_body(sim_handle* h, RKLLMInput* in, RKLLMInferParam* infer, void* userdata, int is_async);
+
 int sim_run_impl(sim_handle* h, RKLLMInput* in, RKLLMInferParam* infer, void* userdata, int is_async) {
+    int rc = run_body(h, in, infer, userdata, is_async);
+    atomic_store(&h->generating, 0);
+    return rc;
+}
+
+static int run_body(sim_handle* h, RKLLMInput* in, RKLLMInferParam* infer, void* userdata, int is_async) {
     if (!in) {
         fprintf(stderr, "E rkllm: rkllm_run: input is NULL\n");
         return -1;
@@ -207,6 +234,7 @@ int sim_run_impl(sim_handle* h, RKLLMInput* in, RKLLMInferParam* infer, void* us
     if (kv + prompt_tokens > h->max_context_len) {
         fprintf(stderr, "E rkllm: the input tokens[%d] exceed the max context length[%d]\n", kv + prompt_tokens,
                 h->max_context_len);
+        atomic_store(&h->generating, 0);
         deliver(h, userdata, &r, RKLLM_RUN_ERROR);
         set_finish(h, "error", 0);
         sim_prompt_free(&prompt);
@@ -305,7 +333,16 @@ int sim_run_impl(sim_handle* h, RKLLMInput* in, RKLLMInferParam* infer, void* us
         }
     }
     long long t2 = sim_now_us();
+    /* Inference is over from here on: the FINISH callback reports a finished run, a paused run has returned
+     * its last token (rkllm-runtime.md §1.2 table: rkllm_abort interrupts *ongoing* inference). */
+    atomic_store(&h->generating, 0);
     if (aborted) finish = "abort";
+    else if (atomic_load(&h->abort_requested)) {
+        /* the run ended by itself although it was asked to abort: that abort interrupted nothing */
+        pthread_mutex_lock(&h->lock);
+        h->n_unused_aborts++;
+        pthread_mutex_unlock(&h->lock);
+    }
     else if (!paused && generated >= limit && max_new > 0 && generated == max_new) finish = "length";
     if (paused) {
         set_finish(h, "paused", generated);
@@ -342,18 +379,25 @@ SIM_API int rkllm_run(LLMHandle handle, RKLLMInput* rkllm_input, RKLLMInferParam
         fprintf(stderr, "E rkllm: rkllm_run: the model is already running\n");
         return -1;
     }
+    atomic_store(&h->generating, 1);
     atomic_store(&h->abort_requested, 0);
     int rc = sim_run_impl(h, rkllm_input, rkllm_infer_params, userdata, 0);
     atomic_store(&h->running, 0);
     return rc;
 }
 
+/* rkllm-runtime.md §1.2 table and §3: rkllm_abort is documented as "interrupt ongoing inference" and nothing
+ * else; what it does to a handle with no inference in progress is undocumented. The simulator keeps its
+ * flag (the next rkllm_run clears it, as the binding assumes) and counts such calls, so tests can assert
+ * that none ever happens: before a run started, after it returned, or once it reported FINISH/ERROR. */
 SIM_API int rkllm_abort(LLMHandle handle) {
     sim_handle* h = sim_handle_check(handle, "rkllm_abort");
     if (!h) return -1;
-    atomic_store(&h->abort_requested, 1);
+    int idle = !atomic_load(&h->running) || !atomic_load(&h->generating);
+    sim_abort_wake(&h->abort_requested);
     pthread_mutex_lock(&h->lock);
     h->n_aborts++;
+    if (idle) h->n_idle_aborts++;
     pthread_mutex_unlock(&h->lock);
     return 0;
 }

@@ -11,6 +11,7 @@ machine-readable name, ``retry_after`` (seconds) becomes a ``Retry-After`` heade
     ├── Unauthorized              401
     ├── ModelNotFound             404  no such model in the models directory (or an invalid name)
     ├── PayloadTooLarge           413
+    ├── OutputInvalid             422  a reply still fails the requested JSON schema after the retries
     ├── Busy                      429  queue full; carries retry_after
     ├── Cancelled                 499  the client went away (never sent, only logged)
     ├── InternalError             500  a bug in rkio (the log has the traceback, the client a generic text)
@@ -22,9 +23,14 @@ machine-readable name, ``retry_after`` (seconds) becomes a ``Retry-After`` heade
     ├── ShuttingDown              503
     ├── QueueTimeout              503  waited longer than queue_timeout
     └── GenerationTimeout         504  first-token or inter-token watchdog fired
+
+    ConfigError (a ValueError, never sent to a client): a setting's value is invalid; names its origin
+    NpuBusy (never sent to a client): another engine holds this machine's NPU lock
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 
 class RkioError(Exception):
@@ -73,6 +79,16 @@ class ModelNotFound(RkioError):
 class PayloadTooLarge(RkioError):
     status = 413
     kind = "payload_too_large"
+
+
+class OutputInvalid(RkioError):
+    """Structured output that could only be validated (no constrained decoding) failed every attempt.
+
+    422, not 5xx: clients retry 5xx by themselves, and the same request would most likely fail again.
+    """
+
+    status = 422
+    kind = "output_validation_failed"
 
 
 class Busy(RkioError):
@@ -130,3 +146,17 @@ class QueueTimeout(RkioError):
 class GenerationTimeout(RkioError):
     status = 504
     kind = "generation_timeout"
+
+
+class ConfigError(ValueError):
+    """A bad setting (flag, RKIO_* variable, TOML key); the message names where the value came from."""
+
+
+class NpuBusy(Exception):
+    """Another live process holds the machine's NPU lock; ``holder`` is its pid if the lock file names one."""
+
+    def __init__(self, path: Path, holder: int | None) -> None:
+        who = f"pid {holder}" if holder is not None else "pid unknown"
+        super().__init__(f"another rkio engine ({who}) already owns this machine's NPU (lock file {path})")
+        self.path = path
+        self.holder = holder

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from rkio.cli.npu_claim import claim_npu
 from rkio.config import Settings
 from rkio.probe.learned import import_report, save_footprints
 from rkio.probe.measure import rknpu_state
@@ -52,6 +54,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--import-footprints", type=Path, metavar="PROBE_JSON",
                    help="only record the footprints of an earlier report (e.g. one made on the board)")
     p.add_argument("--state-dir", type=Path, help="rkio state directory (default: the server's setting)")
+    p.add_argument("--npu-lock", type=Path, metavar="FILE",
+                   help="the NPU lock a server holds (default: the server's setting); a probe on the board "
+                        "refuses to run while a server owns the NPU")
     p.add_argument("--out", type=Path,
                    help="directory for probe.json and probe.md (default ./rkio-probe-TIME)")
     sim = p.add_argument_group("simulator (reproduces the analysis' experiments without a board)")
@@ -82,6 +87,15 @@ def run(args: argparse.Namespace) -> int:
     except KeyError as exc:
         print(f"rkio probe: unknown mode {exc.args[0]!r} (same, distinct, one)", file=sys.stderr)
         return 2
+    with contextlib.ExitStack() as stack:
+        # a probe on the real NPU loads runtimes: never beside a server; the simulator needs no lock
+        lock = None if args.simulate else args.npu_lock or Settings.load().npu_lock
+        if not args.simulate and claim_npu(stack, lock, "rkio probe") is None:
+            return 1
+        return _probe(args, modes)
+
+
+def _probe(args: argparse.Namespace, modes: tuple[PairMode, ...]) -> int:
     margin = parse_size(args.margin)
     env: dict[str, str] | None = None
     gauge: Gauge = host_gauge

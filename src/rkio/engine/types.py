@@ -7,11 +7,25 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from rkio.runtime.base import GenerateParams, LoadParams, Perf, Sampling
+from rkio.runtime.base import (
+    ChatMessage,
+    ChatTemplateOverride,
+    CrossAttnParams,
+    FunctionTools,
+    GenerateParams,
+    LoadParams,
+    Perf,
+    RunOutputs,
+    RuntimeKind,
+    Sampling,
+)
 
-RuntimeKind = Literal["rkllm", "llamacpp"]
+if TYPE_CHECKING:
+    from rkio.engine.run_plan import RunPlan
+
+__all__ = ["ChatMessage", "RuntimeKind"]  # defined in the runtime layer, re-exported for the engine's callers
 
 
 # ---------------------------------------------------------------------------------------------- models
@@ -35,19 +49,16 @@ class ModelSpec:
     abi: str | None = None  # rkllm ABI override for this model ("1.2.1", ...)
     lora_adapters: tuple[tuple[str, str, float], ...] = ()  # (name, path, scale)
     max_context_limit: int | None = None  # when known from the file (GGUF n_ctx_train)
+    # model.toml ``sampling = "reinit"``: where the runtime has no per-run sampling, re-init the idle model
+    # for a request's sampling instead of running it with the loaded one (rkio.engine.sampling_groups)
+    sampling_policy: Literal["loaded", "reinit"] = "loaded"
+    pooling: Literal["last", "mean"] = "last"  # embeddings: last token (Qwen3-Embedding) or mean of tokens
+    rerank_yes_token: int | None = None  # a reranker's "yes" / "no" token ids (scored from the logits)
+    rerank_no_token: int | None = None
+    rerank_template: str | None = None  # the reranker's prompt with {query} and {document}
 
 
 # ---------------------------------------------------------------------------------------------- requests
-
-
-@dataclass(frozen=True, slots=True)
-class ChatMessage:
-    role: str  # system | user | assistant | tool
-    content: str
-    tool_calls: tuple[dict[str, Any], ...] = ()
-    tool_call_id: str | None = None
-    name: str | None = None
-    images: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +78,83 @@ class GenerationRequest:
     enable_thinking: bool = False
     lease: str | None = None  # JSON-RPC handle lease id
     request_id: str = ""
+    runtime_input: GenerateParams | None = None  # a raw rkllm input, sent as is (no chat rendering)
+    handle_state: HandleState | None = None  # the lease's handle state to apply before this run
+    json_schema: str | None = None  # JSON text of a schema to enforce while decoding where the runtime can
+
+
+@dataclass(frozen=True, slots=True)
+class HandleState:
+    """The runtime state one lease wants its handle in for a run (the runner applies only differences).
+
+    ``owner`` keys the KV cache: when the handle's KV content belongs to another owner it is cleared before
+    the run, so no client's context reaches another (HTTP requests have owner "" and never keep history).
+    ``chat_template`` None means rkio's own empty template (the prompt reaches the model verbatim);
+    ``function_tools`` / ``cross_attn`` / ``prompt_cache_path`` None mean none set. ``clear_kv`` asks for
+    an empty KV cache before the run even when the owner did not change.
+    """
+
+    owner: str
+    chat_template: ChatTemplateOverride | None = None
+    function_tools: FunctionTools | None = None
+    cross_attn: CrossAttnParams | None = None
+    prompt_cache_path: str | None = None
+    clear_kv: bool = False
+
+
+RuntimeOp = Literal["load_lora", "get_kv_cache_size", "clear_kv_cache"]
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeCall:
+    """A call on a lease's handle that is not a generation (``Engine.runtime_call``).
+
+    ``args``: load_lora ``{lora_adapter_path, lora_adapter_name, scale}`` (the path relative to the
+    models directory), get_kv_cache_size ``{}``, clear_kv_cache ``{keep_system_prompt, ranges?}`` with
+    ``ranges`` a list of ``[start, end)`` pairs, one per batch.
+    """
+
+    op: RuntimeOp
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadOverrides:
+    """The RKLLMParam fields a client may set when it opens a lease; None keeps the model's value.
+
+    ``base_domain_id`` is a wish: the planner decides the domain.
+    """
+
+    max_context_len: int | None = None
+    max_new_tokens: int | None = None
+    top_k: int | None = None
+    top_p: float | None = None
+    temperature: float | None = None
+    repeat_penalty: float | None = None
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    mirostat: int | None = None
+    mirostat_tau: float | None = None
+    mirostat_eta: float | None = None
+    n_keep: int | None = None
+    base_domain_id: int | None = None
+    embed_flash: bool | None = None
+    enabled_cpus_mask: int | None = None
+    n_batch: int | None = None
+    use_cross_attn: bool | None = None
+    skip_special_token: bool | None = None
+    ignore_eos_token: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseInfo:
+    """What a lease holds: its model instance's runtime, features and the load parameters in effect."""
+
+    lease: str
+    model: str
+    runtime: str  # Runtime.name, e.g. "rkllm-1.2.1"
+    features: frozenset[str]
+    load: LoadParams
 
 
 # ---------------------------------------------------------------------------------------------- events
@@ -116,6 +204,8 @@ class Done:
     usage: Usage
     timings: Timings
     perf: Perf | None = None
+    outputs: RunOutputs | None = None  # hidden states / logits of a run in that mode
+    stop_sequence: str | None = None  # the stop string (request's or chat template's) that ended the reply
 
 
 EngineEvent = Queued | Loading | TokenChunk | Done
@@ -141,6 +231,11 @@ class LoadedModel:
     queue_length: int
     pinned: bool
     leases: int
+    # what a request's sampling gets on this model: the sampling it was loaded with, whether the runtime
+    # takes sampling per run (None: unknown), and model.toml's policy when it does not ("loaded"/"reinit")
+    sampling: Sampling | None = None
+    per_request_sampling: bool | None = None
+    sampling_policy: str = "loaded"
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +267,10 @@ class Engine(Protocol):
         """Queue, load if needed, run. Raises RkioError subclasses; closing the iterator cancels."""
         ...
 
+    def plan(self, request: GenerationRequest) -> RunPlan:
+        """What ``request`` will get from its runtime (``rkio.engine.run_plan``); raises like generate."""
+        ...
+
     async def load(self, model: str, keep_alive: float | None = None) -> None: ...
     async def unload(self, model: str) -> None: ...
     def status(self) -> EngineStatus: ...
@@ -180,8 +279,23 @@ class Engine(Protocol):
         """Raises ModelNotFound."""
         ...
 
-    async def open_lease(self, model: str) -> str: ...
+    async def open_lease(self, model: str, load: LoadOverrides | None = None) -> str:
+        """Load ``model`` (with ``load`` applied) and keep it resident until the lease is closed.
+
+        Raises InvalidRequest when another lease holds the instance with conflicting parameters."""
+        ...
+
     async def close_lease(self, lease: str) -> None: ...
+    def lease_info(self, lease: str) -> LeaseInfo:
+        """Raises InvalidRequest for an unknown lease, RunnerCrashed when its runner died."""
+        ...
+
+    async def runtime_call(self, lease: str, call: RuntimeCall) -> object:
+        """Run ``call`` in the lease's runner once its handle is idle (queued like a generation).
+
+        Raises Unsupported, RunnerCrashed, InvalidRequest."""
+        ...
+
     async def start(self) -> None: ...
     async def stop(self, grace: float = 10.0) -> None: ...
 
@@ -233,6 +347,8 @@ class RunnerDone:
     completion_tokens: int
     perf: Perf | None
     memory: RunnerMemory | None
+    outputs: RunOutputs | None = None
+    stop_sequence: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,3 +360,7 @@ class RunnerGeneration:
     tools: tuple[dict[str, Any], ...] = ()
     stop: tuple[str, ...] = ()
     system_prompt: str | None = None
+    handle_state: HandleState | None = None  # applied by the runner before the run
+    # run ``params`` as given (the IO API's raw runtime input): what the runtime lacks is refused with
+    # Unsupported, not left out as for the HTTP APIs (rkio.runtime.fit)
+    exact: bool = False

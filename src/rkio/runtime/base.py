@@ -10,12 +10,31 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from rkio.errors import Unsupported
 
 if TYPE_CHECKING:
     from rkio.runtime.chat import ChatTemplate
+
+
+RuntimeKind = Literal["rkllm", "llamacpp"]
+
+CONSTRAINED_DECODING: frozenset[RuntimeKind] = frozenset({"llamacpp"})
+"""Backends that enforce ``GenerateParams.json_schema`` while decoding (``Feature.JSON_SCHEMA``); rkllm has no
+constrained decoding in any ABI generation, so callers validate its output instead."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    """One message of a conversation, as the chat template renders it."""
+
+    role: str  # system | user | assistant | tool
+    content: str
+    tool_calls: tuple[dict[str, Any], ...] = ()
+    tool_call_id: str | None = None
+    name: str | None = None
+    images: tuple[bytes, ...] = ()
 
 
 class Feature(StrEnum):
@@ -29,6 +48,7 @@ class Feature(StrEnum):
     KEEP_HISTORY = "keep_history"
     PER_RUN_SAMPLING = "per-request sampling"
     PER_RUN_MAX_NEW_TOKENS = "per-request max_new_tokens"
+    SAMPLING_SEED = "sampling seed"
     PERF_STATS = "performance statistics"
     LORA = "LoRA adapters"
     PROMPT_CACHE = "prompt cache"
@@ -45,6 +65,9 @@ class Feature(StrEnum):
     N_BATCH = "n_batch"
     PAUSE = "pause from callback"
     MULTI_INSTANCE = "several handles in one process"
+    LAST_HIDDEN_LAYER = "last hidden layer output"
+    LOGITS = "logits output"
+    JSON_SCHEMA = "JSON schema enforced during decoding"
 
 
 class CallState(Enum):
@@ -133,6 +156,32 @@ class CrossAttnParams:
     num_tokens: int
 
 
+InferMode = Literal["generate", "hidden", "logits"]
+"""rkllm's RKLLMInferMode: GENERATE, GET_LAST_HIDDEN_LAYER, GET_LOGITS (the last one from 1.2.0)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionTools:
+    """Arguments of rkllm_set_function_tools (1.2.1+)."""
+
+    system_prompt: str
+    tools_json: str
+    tool_response_str: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunOutputs:
+    """What a hidden-layer or logits run returns instead of text.
+
+    ``data`` is little-endian float32, row-major in ``shape``: (num_tokens, embd_size) for ``hidden``,
+    (num_tokens, vocab_size) for ``logits``.
+    """
+
+    kind: Literal["hidden", "logits"]
+    data: bytes
+    shape: tuple[int, ...]
+
+
 @dataclass(frozen=True, slots=True)
 class GenerateParams:
     """One generation. Exactly one of prompt / tokens / embed / multimodal is set."""
@@ -149,6 +198,8 @@ class GenerateParams:
     prompt_cache: PromptCacheParams | None = None
     sampling: Sampling | None = None  # per-run override (Feature.PER_RUN_SAMPLING)
     max_new_tokens: int | None = None  # per-run override (Feature.PER_RUN_MAX_NEW_TOKENS)
+    mode: InferMode = "generate"  # hidden: Feature.LAST_HIDDEN_LAYER, logits: Feature.LOGITS
+    json_schema: str | None = None  # JSON text of a schema the output must match (Feature.JSON_SCHEMA)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +227,7 @@ class GenerationResult:
     finish: FinishReason
     n_tokens: int
     perf: Perf | None = None
+    outputs: RunOutputs | None = None  # set by runs in mode hidden / logits
 
 
 TokenSink = Callable[[Token], bool]
@@ -209,6 +261,14 @@ class Runtime(Protocol):
     def count_tokens(self, text: str) -> int | None:
         """Token count of ``text`` when the backend can tokenize, else None."""
         ...
+
+
+def require_mode(runtime: Runtime, mode: InferMode) -> None:
+    """Raise ``Unsupported`` when ``runtime`` cannot run in infer ``mode`` (generate always works)."""
+    if mode == "hidden":
+        require(runtime, Feature.LAST_HIDDEN_LAYER)
+    elif mode == "logits":
+        require(runtime, Feature.LOGITS)
 
 
 def require(runtime: Runtime, feature: Feature) -> None:

@@ -4,9 +4,9 @@ template gets the preset its vocabulary implies, and long prompts prefill in abo
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
+import pytest
 from generation import chat, complete
 
 from rkio.engine.types import ChatMessage
@@ -64,23 +64,33 @@ def test_multibyte_characters_arrive_whole(gemma: LlamaCppRuntime) -> None:
 def test_abort_during_a_long_prefill_is_prompt(gemma: LlamaCppRuntime) -> None:
     prompt = "The quick brown fox jumps over the lazy dog. " * 90  # ~900 tokens: 10+ s of prefill here
     timer = threading.Timer(0.3, gemma.abort)
-    started = time.perf_counter()
     timer.start()
     result = gemma.generate(GenerateParams(prompt=prompt, max_new_tokens=5), lambda t: True)
-    elapsed = time.perf_counter() - started
     timer.join()
     assert result.finish == "abort" and result.n_tokens == 0
-    assert elapsed < 0.3 + 2.0  # one prefill slice (~0.5 s) plus slack for a loaded machine
+    # the prefill stopped at the next chunk boundary: the cache holds only part of the prompt (not a timing)
+    prompt_tokens = gemma.count_tokens(prompt)
+    assert prompt_tokens is not None and gemma.kv_cache_size()[0] < prompt_tokens
     # the partly filled cache does not confuse the next generation
     text, after = chat(gemma, "What is the capital of France?", max_new_tokens=3)
     assert after.finish == "length" and text
 
 
-def test_a_shared_prefix_is_not_evaluated_again(gemma: LlamaCppRuntime) -> None:
+def test_a_shared_prefix_is_not_evaluated_again(gemma: LlamaCppRuntime,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    llama = gemma._llama
+    assert llama is not None
+    evaluated: list[int] = []
+    real_eval = llama.eval
+    monkeypatch.setattr(llama, "eval", lambda tokens: (evaluated.append(len(tokens)), real_eval(tokens))[1])
     history = [ChatMessage("user", "Tell me about Paris. " * 30)]
     _, first = chat(gemma, history, max_new_tokens=1)
+    first_evaluated, evaluated[:] = sum(evaluated), []
     _, second = chat(gemma, [*history, ChatMessage("assistant", "Paris is a city."),
                              ChatMessage("user", "And Rome?")], max_new_tokens=1)
     assert first.perf is not None and second.perf is not None
     assert second.perf.prefill_tokens > first.perf.prefill_tokens
-    assert second.perf.prefill_ms < first.perf.prefill_ms
+    # only the new turn is evaluated (counted in tokens, not timed); the first prompt was new but for the
+    # chat template's opening, which an earlier test's prompt may have left in the cache
+    assert first.perf.prefill_tokens - 10 < first_evaluated <= first.perf.prefill_tokens
+    assert sum(evaluated) < second.perf.prefill_tokens - first.perf.prefill_tokens + 5
