@@ -22,9 +22,12 @@ if [ ! -x "$PY" ]; then
     "${PYTHON:-python3}" -m venv "$VENV"
     "$PY" -m pip install --quiet --upgrade pip
 fi
-if ! "$PY" -c 'import rkio' 2>/dev/null; then
+# installed and not older than pyproject.toml (whose dependencies change): by make's stamp or by ours
+fresh() { [ -f "$1" ] && [ ! pyproject.toml -nt "$1" ]; }
+if ! "$PY" -c 'import rkio' 2>/dev/null || ! { fresh "$VENV/.installed" || fresh "$VENV/.installed-run"; }; then
     say "installing rkio into $VENV"
     "$PY" scripts/pip_install.py -e '.[fast]'
+    touch "$VENV/.installed-run"
 fi
 
 has_module() { "$PY" -c "import $1" 2>/dev/null; }
