@@ -46,6 +46,7 @@ class ModelSpec:
     abi: str | None = None  # rkllm ABI override for this model ("1.2.1", ...)
     lora_adapters: tuple[tuple[str, str, float], ...] = ()  # (name, path, scale)
     max_context_limit: int | None = None  # when known from the file (GGUF n_ctx_train)
+    kv_reuse: bool = True  # HTTP chats continue from the KV cache when the prompt extends it (kv_reuse.py)
 
 
 # ---------------------------------------------------------------------------------------------- requests
@@ -77,7 +78,8 @@ class HandleState:
     """The runtime state one lease wants its handle in for a run (the runner applies only differences).
 
     ``owner`` keys the KV cache: when the handle's KV content belongs to another owner it is cleared before
-    the run, so no client's context reaches another (HTTP requests have owner "" and never keep history).
+    the run, so no client's context reaches another. HTTP requests have owner "": among them a conversation
+    is identified by its content (``rkio.engine.runner.kv_reuse``), and a lease's cache is never theirs.
     ``chat_template`` None means rkio's own empty template (the prompt reaches the model verbatim);
     ``function_tools`` / ``cross_attn`` / ``prompt_cache_path`` None mean none set. ``clear_kv`` asks for
     an empty KV cache before the run even when the owner did not change.

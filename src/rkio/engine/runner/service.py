@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from rkio.engine.runner import calls, handle_state
+from rkio.engine.runner import calls, chat_turn, handle_state
 from rkio.engine.runner.frames import (
     Abort,
     Call,
@@ -73,6 +73,7 @@ class RunnerService:
         self._spec: ModelSpec | None = None
         self._template: ChatTemplate | None = None
         self._holds = handle_state.HandleHolds(chat_template=None)
+        self._max_context = 0  # the loaded context (max_context_len; <= 0 before a load: unknown)
         self._state_lock = threading.Lock()
         self._generating = False
         self._aborted = False
@@ -147,6 +148,7 @@ class RunnerService:
             runtime = self._factory(command.spec)
             self._runtime, self._spec = runtime, command.spec
             runtime.load(command.params)
+            self._max_context = command.params.max_context_len
             if Feature.CHAT_TEMPLATE in runtime.features:
                 # prompts arrive rendered with the model's template; the runtime must not wrap them again
                 runtime.set_chat_template(handle_state.RKIO_TEMPLATE)
@@ -178,7 +180,8 @@ class RunnerService:
             self._send_error(exc, default="InvalidRequest")
             return
         try:
-            handle_state.apply(runtime, self._holds, gen.handle_state or handle_state.HTTP_STATE)
+            params, wanted, turn = chat_turn.begin(gen, params, runtime, spec, self._holds, self._context())
+            handle_state.apply(runtime, self._holds, wanted)
         except BaseException as exc:
             self._send_error(exc, default="RuntimeFailure")
             return
@@ -190,9 +193,13 @@ class RunnerService:
         count = 0
         cut = ""  # why the runner ended the stream itself: "stop" (stop string) or "length"
 
+        collect = turn.generated.append if turn is not None else None
+
         def on_token(token: Token) -> bool:
             nonlocal count, cut
             count += 1
+            if collect is not None:
+                collect(token.text)  # what the KV cache now holds of the reply, stop strings and all
             if scanner is None:
                 push(token.text, token.token_id)
             else:
@@ -226,11 +233,21 @@ class RunnerService:
             if text or ids:
                 writer.push_many(text, ids)
         finish = cut or ("abort" if aborted else "stop" if result.finish == "paused" else result.finish)
+        if turn is not None:
+            try:
+                chat_turn.finish(turn, runtime, self._holds, result.finish, cut=bool(cut) or aborted,
+                                 perf=result.perf, max_context_len=self._context())
+            except RkioError as exc:
+                log.warning("KV cache length unknown after the run (%s): cleared next time", exc)
         perf = result.perf
         memory = measure(perf.memory_usage_mb if perf is not None else None,
                          available_drop=self._drop.sample())
         self._drop.freeze()
         writer.send(Done(finish, prompt_tokens(params, perf, runtime), count, perf, memory, result.outputs))
+
+    def _context(self) -> int:
+        """The loaded context length; 0 when unknown (the runtime's limit: then no run reuses the cache)."""
+        return max(0, self._max_context)
 
     def _call(self, command: Call) -> None:
         runtime = self._runtime
