@@ -106,7 +106,7 @@ LOAD_KEYS: dict[str, Callable[[Any], Any]] = {
 }
 SPEC_KEYS: dict[str, Callable[[Any], Any]] = {
     "system_prompt": _str, "chat_template": _str, "keep_alive": _duration, "pinned": _bool,
-    "base_domain_id": _int(0, MAX_DOMAIN), "abi": _str,
+    "base_domain_id": _int(0, MAX_DOMAIN), "abi": _str, "kv_reuse": _bool,
 }
 
 
