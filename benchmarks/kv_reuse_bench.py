@@ -29,7 +29,8 @@ USER_WORDS = 90  # with the template's words a first turn is ~128 prompt tokens,
 SYSTEM = "You are a helpful assistant running on a small board. Answer briefly and precisely."
 
 
-def start(home: Path, name: str, reuse: bool, prefill_us: int, token_us: int) -> tuple[subprocess.Popen[bytes], str]:
+def start(home: Path, name: str, reuse: bool, prefill_us: int,
+          token_us: int) -> tuple[subprocess.Popen[bytes], str]:
     import simkit
 
     models = home / "models"
@@ -128,8 +129,8 @@ def main() -> int:
                 label = "reuse" if reuse else "no reuse"
                 turn(url, "board", [{"role": "user", "content": "[[n=1]] warm up"}], 1)
                 print(row(f"10 turns, {label}", conversation(url, "board", 10, args.reply, 1)), flush=True)
-                print(row(f"{args.long} turns, {label}", conversation(url, "board", args.long, args.reply, 2)),
-                      flush=True)
+                long = conversation(url, "board", args.long, args.reply, 2)
+                print(row(f"{args.long} turns, {label}", long), flush=True)
                 print(row(f"2 alternating, {label}", alternating(url, "board", 5, args.reply)), flush=True)
             finally:
                 proc.terminate()

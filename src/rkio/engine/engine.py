@@ -73,8 +73,12 @@ class ModelEngine:
         return self.registry.list()
 
     def model(self, name: str) -> ModelSpec:
-        """Raises ModelNotFound."""
+        """The model ``name`` runs on (a LoRA variant ``base:adapter``: its base). Raises ModelNotFound."""
         return self.registry.get(name)
+
+    def model_ids(self) -> list[tuple[str, ModelSpec]]:
+        """Every model id clients may ask for, with its model: LoRA variants follow their base."""
+        return self.registry.variants()
 
     # ------------------------------------------------------------------------------------ lifecycle
 
@@ -149,7 +153,9 @@ class ModelEngine:
         ``aclosing``: closing this iterator closes the session's at once (aborting the generation), not
         later from a finaliser task.
         """
-        spec = self.model(request.model)
+        spec, adapter = self.registry.resolve(request.model)
+        if adapter is not None:  # a LoRA variant runs on its loaded base: no second instance, no reload
+            request = replace(request, model=spec.name, lora=adapter)
         if request.lease is not None:
             spec = self._lease_spec(spec, request.lease)
             request = self._with_lease_sampling(request)

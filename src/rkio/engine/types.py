@@ -71,6 +71,7 @@ class GenerationRequest:
     request_id: str = ""
     runtime_input: GenerateParams | None = None  # a raw rkllm input, sent as is (no chat rendering)
     handle_state: HandleState | None = None  # the lease's handle state to apply before this run
+    lora: str | None = None  # the [[lora]] adapter of a model variant ``base:adapter`` (set by the engine)
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,6 +257,9 @@ class Engine(Protocol):
     async def unload(self, model: str) -> None: ...
     def status(self) -> EngineStatus: ...
     def models(self) -> list[ModelSpec]: ...
+    def model_ids(self) -> list[tuple[str, ModelSpec]]:
+        """Every model id served (LoRA variants ``base:adapter`` after their base) with its model."""
+        ...
     def model(self, name: str) -> ModelSpec:
         """Raises ModelNotFound."""
         ...
