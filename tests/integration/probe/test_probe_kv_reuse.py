@@ -1,0 +1,36 @@
+"""``rkio probe --kv-reuse`` on the simulator: it confirms a runtime whose KV cache holds what rkio assumes,
+and catches one that does not."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rkio.probe import kv_reuse_check
+from rkio.probe.simulated import sim_environment, sim_library, write_sim_model
+from rkio.units import GiB, MiB
+
+pytestmark = pytest.mark.timeout(120)
+
+
+async def run(tmp_path: Path, header: dict[str, str | int]) -> list[kv_reuse_check.TurnCheck]:
+    model = write_sim_model(tmp_path / "m.rkllm", 64 * MiB, header)
+    env = sim_environment(sim_library("1.2.3"), tmp_path / "sim-state", 16 * GiB, None)
+    spec = kv_reuse_check.probe_spec(model, max_new_tokens=8)
+    return await kv_reuse_check.check(spec, env=env, turns=4)
+
+
+async def test_a_runtime_that_keeps_the_conversation_passes(tmp_path: Path) -> None:
+    results = await run(tmp_path, {"context_reply": 1})
+    assert [r.identical for r in results] == [True] * 4
+    assert results[0].reuse_tokens == results[0].fresh_tokens
+    assert all(r.reuse_tokens < r.fresh_tokens for r in results[1:])
+    assert "same greedy replies" in kv_reuse_check.summary(results)
+
+
+async def test_a_runtime_whose_reply_ignores_the_cache_is_caught(tmp_path: Path) -> None:
+    # without context_reply the simulated model answers the new input only: a continued turn differs
+    results = await run(tmp_path, {})
+    assert results[0].identical and not all(r.identical for r in results[1:])
+    assert "kv_reuse = false" in kv_reuse_check.summary(results)
