@@ -99,6 +99,11 @@ async def check(spec: ModelSpec, *, env: Mapping[str, str] | None = None, turns:
     return results
 
 
+def confirmed(results: Sequence[TurnCheck]) -> bool:
+    """Every reply identical, and reuse really happened."""
+    return all(r.identical for r in results) and any(r.reuse_tokens < r.fresh_tokens for r in results)
+
+
 def summary(results: Sequence[TurnCheck]) -> str:
     """A table of the turns and a verdict."""
     lines = ["turn  same reply  prefill tokens (reuse / fresh)  prefill ms (reuse / fresh)"]
@@ -109,7 +114,10 @@ def summary(results: Sequence[TurnCheck]) -> str:
                      f"{r.reuse_tokens:14d} / {r.fresh_tokens:<14d}  {ms}")
     bad = [r for r in results if not r.identical]
     saved = sum(r.fresh_tokens - r.reuse_tokens for r in results)
-    if bad:
+    if not bad and saved <= 0:
+        lines.append("Inconclusive: no turn continued from the cache (a reply cut by max_new_tokens is "
+                     "never reused); run again with a larger --max-new-tokens.")
+    elif bad:
         first = bad[0]
         lines.append(f"KV reuse differs from a fresh prefill at turn {first.turn}: reuse said "
                      f"{first.reuse_reply!r}, fresh said {first.fresh_reply!r}. Set kv_reuse = false in "

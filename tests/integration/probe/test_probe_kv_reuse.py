@@ -17,7 +17,7 @@ pytestmark = pytest.mark.timeout(120)
 async def run(tmp_path: Path, header: dict[str, str | int]) -> list[kv_reuse_check.TurnCheck]:
     model = write_sim_model(tmp_path / "m.rkllm", 64 * MiB, header)
     env = sim_environment(sim_library("1.2.3"), tmp_path / "sim-state", 16 * GiB, None)
-    spec = kv_reuse_check.probe_spec(model, max_new_tokens=8)
+    spec = kv_reuse_check.probe_spec(model, max_new_tokens=64)
     return await kv_reuse_check.check(spec, env=env, turns=4)
 
 
@@ -26,6 +26,7 @@ async def test_a_runtime_that_keeps_the_conversation_passes(tmp_path: Path) -> N
     assert [r.identical for r in results] == [True] * 4
     assert results[0].reuse_tokens == results[0].fresh_tokens
     assert all(r.reuse_tokens < r.fresh_tokens for r in results[1:])
+    assert kv_reuse_check.confirmed(results)
     assert "same greedy replies" in kv_reuse_check.summary(results)
 
 
@@ -33,4 +34,13 @@ async def test_a_runtime_whose_reply_ignores_the_cache_is_caught(tmp_path: Path)
     # without context_reply the simulated model answers the new input only: a continued turn differs
     results = await run(tmp_path, {})
     assert results[0].identical and not all(r.identical for r in results[1:])
+    assert not kv_reuse_check.confirmed(results)
     assert "kv_reuse = false" in kv_reuse_check.summary(results)
+
+
+async def test_replies_cut_by_the_limit_are_inconclusive(tmp_path: Path) -> None:
+    model = write_sim_model(tmp_path / "m.rkllm", 64 * MiB, {"context_reply": 1})
+    env = sim_environment(sim_library("1.2.3"), tmp_path / "sim-state", 16 * GiB, None)
+    results = await kv_reuse_check.check(kv_reuse_check.probe_spec(model, max_new_tokens=4), env=env, turns=3)
+    assert all(r.identical for r in results) and not kv_reuse_check.confirmed(results)
+    assert "Inconclusive" in kv_reuse_check.summary(results)
