@@ -10,6 +10,7 @@ import pytest
 
 from rkio.engine.runner import RunnerProcess
 from rkio.engine.types import ChatMessage, HandleState, ModelSpec, RunnerDone, RunnerGeneration, TokenChunk
+from rkio.errors import ContextLengthExceeded
 from rkio.runtime.base import GenerateParams
 
 pytestmark = pytest.mark.timeout(120)
@@ -105,3 +106,22 @@ async def test_a_lease_never_sees_an_http_conversation_and_vice_versa(
     text, done = await chat(reuse, messages)
     expected, full = await chat(fresh, messages)
     assert (text, done.prompt_tokens) == (expected, full.prompt_tokens)
+
+
+async def test_a_conversation_that_outgrows_the_context_gets_a_clear_error(
+        make_spec: SpecMaker, sim_env: dict[str, str], runners: list[RunnerProcess]) -> None:
+    spec = make_spec("sim-ctx", context_reply=1)
+    spec = replace(spec, load=replace(spec.load, max_context_len=96))
+    runner = await start(spec, sim_env, runners)
+    messages: list[ChatMessage] = []
+    with pytest.raises(ContextLengthExceeded, match=r"exceed the max context length\[96\]"):
+        for turn in range(20):
+            messages.append(ChatMessage("user", f"turn {turn} with a few more words to fill it"))
+            text, done = await chat(runner, messages)
+            assert done.finish == "stop"
+            messages.append(ChatMessage("assistant", text))
+    assert len(messages) > 4  # several turns fitted before the history outgrew the context
+    # the handle is still good: a new conversation starts from a cleared cache
+    fresh = [ChatMessage("user", "hello again")]
+    text, done = await chat(runner, fresh)
+    assert done.prompt_tokens < 20 and text.startswith(" ctx")
