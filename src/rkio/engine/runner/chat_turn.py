@@ -17,6 +17,9 @@ from rkio.engine.types import HandleState, ModelSpec, RunnerGeneration
 from rkio.runtime.base import Feature, FinishReason, GenerateParams, Perf, Runtime
 
 NEEDED = frozenset({Feature.KEEP_HISTORY, Feature.CLEAR_KV_CACHE, Feature.CHAT_TEMPLATE})
+# and a count of the cache's length (perf or get_kv_cache_size): an estimate could miss a cache the runtime
+# shifted at its limit (1.2.0 has neither, so it never reuses)
+COUNTED_BY = frozenset({Feature.PERF_STATS, Feature.KV_CACHE_SIZE})
 HTTP_FRESH = replace(HTTP_STATE, clear_kv=True)
 
 
@@ -41,7 +44,7 @@ def begin(gen: RunnerGeneration, params: GenerateParams, runtime: Runtime, spec:
     if gen.handle_state is not None:
         return params, gen.handle_state, None
     if (not spec.kv_reuse or params.prompt is None or params.mode != "generate"
-            or not runtime.features >= NEEDED):
+            or not runtime.features >= NEEDED or not runtime.features & COUNTED_BY):
         return params, HTTP_STATE, None
     key = kv_reuse.KvKey(params.lora, params.enable_thinking)
     suffix = params.prompt[len(held.text):] if held is not None else params.prompt
@@ -62,8 +65,7 @@ def finish(turn: ChatTurn, runtime: Runtime, holds: HandleHolds, finish: FinishR
     elif perf is not None and perf.prefill_tokens > 0:
         tokens = turn.base_tokens + perf.prefill_tokens + len(turn.generated)
     else:
-        sent = turn.prompt if isinstance(turn.plan, kv_reuse.Fresh) else turn.plan.suffix
-        tokens = turn.base_tokens + _count(runtime, sent) + len(turn.generated)
+        return  # no count of the cache's length this time: nothing is recorded, the next run clears
     holds.kv_content = kv_reuse.after_run(turn.prompt, turn.key, generated,
                                           ended_by_model=finish == "stop" and not cut, tokens=tokens,
                                           max_context_len=max_context_len)
