@@ -92,6 +92,10 @@ class Settings(BaseSettings):
     default_model: str | None = None
     log_level: Annotated[LogLevel, BeforeValidator(_lower)] = LogLevel.INFO
     npu_lock: UserPath | None = None  # None = rkio.engine.npu_lock.default_lock_path()
+    # prompt-cache files for shared prompt prefixes: auto = once `rkio probe --kv-reuse` confirmed them
+    prompt_caches: Annotated[Literal["auto", "on", "off"], BeforeValidator(_lower)] = "auto"
+    prompt_cache_bytes: Annotated[Size, Field(ge=0)] = 2 << 30
+    prompt_cache_max_age: Annotated[Duration, Field(gt=0)] = 7 * 86400.0
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings],

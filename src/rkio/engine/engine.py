@@ -16,6 +16,7 @@ from rkio.engine import calls, leases, meminfo, session
 from rkio.engine.events import Cancel, CloseLease, Request, Shutdown, Unload
 from rkio.engine.footprints import FootprintStore
 from rkio.engine.planner import derive_budget
+from rkio.engine.runner import prefix_cache
 from rkio.engine.status import snapshot
 from rkio.engine.supervisor import Finished, RunnerFactory, Supervisor
 from rkio.engine.types import (
@@ -25,6 +26,7 @@ from rkio.engine.types import (
     LeaseInfo,
     LoadOverrides,
     ModelSpec,
+    PrefixCacheSettings,
     RuntimeCall,
 )
 from rkio.errors import InvalidRequest, RkioError, RunnerCrashed, ShuttingDown
@@ -91,6 +93,7 @@ class ModelEngine:
             from rkio.engine.runner import RunnerProcess
 
             factory = RunnerProcess.start
+        factory = with_prefix_caches(factory, self.settings)
         budget = derive_budget(self.settings.memory_budget, self._mem_probe() or 0, 0,
                                self.settings.memory_reserve)
         self._sup = Supervisor(self.settings, factory, FootprintStore(self.settings.state_dir), budget,
@@ -274,3 +277,20 @@ class ModelEngine:
         sup = self._supervisor()
         now = self._clock()
         return snapshot(sup.scheduler, now, time.time() - now)
+
+
+def with_prefix_caches(factory: RunnerFactory, settings: Settings) -> RunnerFactory:
+    """``factory`` with runners told where prompt caches of shared prefixes live: always with
+    ``prompt_caches = "on"``; with "auto" once ``rkio probe --kv-reuse`` confirmed them for some runtime on
+    this machine (the runner then checks its own runtime's confirmation)."""
+    directory = calls.prompt_cache_dir(settings.state_dir)
+    mode = settings.prompt_caches
+    if mode == "off" or (mode == "auto" and not any((directory / prefix_cache.CONFIRMED).glob("*"))):
+        return factory
+    caches = PrefixCacheSettings(str(directory), mode, settings.prompt_cache_bytes,
+                                 settings.prompt_cache_max_age)
+
+    async def start(spec: ModelSpec, load: LoadParams, *, load_timeout: float = 120.0) -> Any:
+        return await factory(replace(spec, prefix_caches=caches), load, load_timeout=load_timeout)
+
+    return start

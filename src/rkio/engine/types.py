@@ -29,6 +29,20 @@ __all__ = ["ChatMessage", "RuntimeKind"]  # defined in the runtime layer, re-exp
 
 
 @dataclass(frozen=True, slots=True)
+class PrefixCacheSettings:
+    """Prompt-cache files for shared prompt prefixes (``rkio.engine.runner.prefix_cache``).
+
+    ``mode`` "on" always uses them; "auto" only once ``rkio probe --kv-reuse`` confirmed on this board
+    that loading one skips the prefix's prefill (a file ``<directory>/confirmed/<runtime name>``).
+    """
+
+    directory: str
+    mode: Literal["auto", "on"]
+    max_bytes: int
+    max_age_s: float
+
+
+@dataclass(frozen=True, slots=True)
 class ModelSpec:
     """A model resolved from the models directory, with its configuration (model.toml) applied."""
 
@@ -47,6 +61,7 @@ class ModelSpec:
     lora_adapters: tuple[tuple[str, str, float], ...] = ()  # (name, path, scale)
     max_context_limit: int | None = None  # when known from the file (GGUF n_ctx_train)
     kv_reuse: bool = True  # HTTP chats continue from the KV cache when the prompt extends it (kv_reuse.py)
+    prefix_caches: PrefixCacheSettings | None = None  # set by the engine; None = no prefix caches
 
 
 # ---------------------------------------------------------------------------------------------- requests

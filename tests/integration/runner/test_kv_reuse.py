@@ -5,11 +5,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from rkio.engine.runner import RunnerProcess
-from rkio.engine.types import ChatMessage, HandleState, ModelSpec, RunnerDone, RunnerGeneration, TokenChunk
+from rkio.engine.types import (
+    ChatMessage,
+    HandleState,
+    ModelSpec,
+    PrefixCacheSettings,
+    RunnerDone,
+    RunnerGeneration,
+    TokenChunk,
+)
 from rkio.errors import ContextLengthExceeded
 from rkio.runtime.base import GenerateParams
 
@@ -125,3 +134,41 @@ async def test_a_conversation_that_outgrows_the_context_gets_a_clear_error(
     fresh = [ChatMessage("user", "hello again")]
     text, done = await chat(runner, fresh)
     assert done.prompt_tokens < 20 and text.startswith(" ctx")
+
+
+LONG_SYSTEM = "You are a careful assistant. " + " ".join(f"rule{i} applies always" for i in range(40))
+
+
+async def test_a_shared_system_prompt_is_prefilled_once_through_a_prompt_cache(
+        make_spec: SpecMaker, sim_env: dict[str, str], runners: list[RunnerProcess], tmp_path: Path) -> None:
+    spec = make_spec("sim-ctx", context_reply=1)
+    caches = PrefixCacheSettings(str(tmp_path / "prompt-cache"), "on", 1 << 20, 3600.0)
+    cached = await start(replace(spec, prefix_caches=caches), sim_env, runners)
+    fresh = await start(replace(spec, kv_reuse=False), sim_env, runners)
+    for user in ("first conversation", "second conversation", "third one"):
+        messages = [ChatMessage("system", LONG_SYSTEM), ChatMessage("user", user)]
+        text, done = await chat(cached, messages)
+        expected, full = await chat(fresh, messages)
+        assert text == expected
+        saved = list((tmp_path / "prompt-cache" / "prefix").glob("*.cache"))
+        assert len(saved) == 1
+        # the prefix comes from the cache file: only the user's message is prefilled
+        assert done.prompt_tokens < full.prompt_tokens - 100
+    # a different system prompt gets a file of its own
+    await chat(cached, [ChatMessage("system", LONG_SYSTEM + " extra"), ChatMessage("user", "hi")])
+    assert len(list((tmp_path / "prompt-cache" / "prefix").glob("*.cache"))) == 2
+
+
+async def test_prompt_caches_wait_for_the_probe_in_auto_mode(
+        make_spec: SpecMaker, sim_env: dict[str, str], runners: list[RunnerProcess], tmp_path: Path) -> None:
+    spec = make_spec("sim-ctx", context_reply=1)
+    caches = PrefixCacheSettings(str(tmp_path / "prompt-cache"), "auto", 1 << 20, 3600.0)
+    runner = await start(replace(spec, prefix_caches=caches), sim_env, runners)
+    await chat(runner, [ChatMessage("system", LONG_SYSTEM), ChatMessage("user", "hello")])
+    assert not (tmp_path / "prompt-cache" / "prefix").exists()
+    confirmed = tmp_path / "prompt-cache" / "confirmed" / runner.runtime_name
+    confirmed.parent.mkdir(parents=True)
+    confirmed.write_text("confirmed by a test\n")
+    runner = await start(replace(spec, prefix_caches=caches), sim_env, runners)
+    await chat(runner, [ChatMessage("system", LONG_SYSTEM), ChatMessage("user", "hello")])
+    assert len(list((tmp_path / "prompt-cache" / "prefix").glob("*.cache"))) == 1

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from rkio.engine.runner import kv_reuse
+from rkio.engine.runner import handle_state, kv_reuse
 from rkio.engine.runner.handle_state import HTTP_STATE, HandleHolds
+from rkio.engine.runner.prefix_cache import MIN_PREFIX_TOKENS, PrefixCacheStore, cache_key
 from rkio.engine.runner.prompt import estimate_tokens
 from rkio.engine.types import HandleState, ModelSpec, RunnerGeneration
-from rkio.runtime.base import Feature, FinishReason, GenerateParams, Perf, Runtime
+from rkio.runtime.base import Feature, FinishReason, GenerateParams, Perf, PromptCacheParams, Runtime
 
 NEEDED = frozenset({Feature.KEEP_HISTORY, Feature.CLEAR_KV_CACHE, Feature.CHAT_TEMPLATE})
 # and a count of the cache's length (perf or get_kv_cache_size): an estimate could miss a cache the runtime
@@ -35,10 +36,13 @@ class ChatTurn:
 
 
 def begin(gen: RunnerGeneration, params: GenerateParams, runtime: Runtime, spec: ModelSpec,
-          holds: HandleHolds, max_context_len: int) -> tuple[GenerateParams, HandleState, ChatTurn | None]:
+          holds: HandleHolds, max_context_len: int, prefixes: PrefixCacheStore | None = None,
+          prefix: str | None = None) -> tuple[GenerateParams, HandleState, ChatTurn | None]:
     """The params to run, the handle state to apply first, and the turn (None: no reuse for this run).
 
-    The cache's record is dropped here: until the run ends the way ``finish`` trusts, nothing is known.
+    A fresh start whose prompt begins with a long shared ``prefix`` loads that prefix's prompt cache
+    (saving it first when ``prefixes`` has none yet). The cache's record is dropped here: until the run
+    ends the way ``finish`` trusts, nothing is known.
     """
     held, holds.kv_content = (holds.kv_content if holds.kv_owner == "" else None), None
     if gen.handle_state is not None:
@@ -51,9 +55,33 @@ def begin(gen: RunnerGeneration, params: GenerateParams, runtime: Runtime, spec:
     step = kv_reuse.plan(held, params.prompt, key, suffix_tokens=_count(runtime, suffix),
                          max_context_len=max_context_len)
     turn = ChatTurn(params.prompt, key, held.tokens if held is not None else 0, step)
-    if isinstance(step, kv_reuse.Reuse):
-        return replace(params, prompt=step.suffix, keep_history=True), HTTP_STATE, turn
-    return replace(params, keep_history=True), HTTP_FRESH, turn
+    if isinstance(step, kv_reuse.Reuse):  # a prompt cache loaded for its start stays loaded
+        kept = replace(HTTP_STATE, prompt_cache_path=holds.prompt_cache_path)
+        return replace(params, prompt=step.suffix, keep_history=True), kept, turn
+    cache = None
+    if prefixes is not None and prefix is not None and _count(runtime, prefix) >= MIN_PREFIX_TOKENS:
+        cache = _prefix_cache(runtime, spec, holds, prefixes, params.lora, prefix)
+    return replace(params, keep_history=True), replace(HTTP_FRESH, prompt_cache_path=cache), turn
+
+
+def _prefix_cache(runtime: Runtime, spec: ModelSpec, holds: HandleHolds, prefixes: PrefixCacheStore,
+                  lora: str | None, prefix: str) -> str | None:
+    """The prompt-cache file of ``prefix``: looked up, else saved now by prefilling the prefix alone (the
+    run is stopped at its first token); None when the runtime saved nothing."""
+    key = cache_key(runtime.name, spec, lora, prefix)
+    found = prefixes.lookup(key)
+    if found is not None:
+        return found
+    path = prefixes.path(key)
+    prefixes.prepare()
+    handle_state.apply(runtime, holds, HTTP_FRESH)  # an empty cache and no prompt cache loaded
+    holds.kv_owner = ""  # the save run leaves the prefix (and a token) in the cache: the next run clears
+    limit = 1 if Feature.PER_RUN_MAX_NEW_TOKENS in runtime.features else None
+    runtime.generate(GenerateParams(prompt=prefix, lora=lora, max_new_tokens=limit,
+                                    prompt_cache=PromptCacheParams(save=True, path=str(path))),
+                     lambda token: False)
+    prefixes.prune()
+    return str(path) if path.is_file() else None
 
 
 def finish(turn: ChatTurn, runtime: Runtime, holds: HandleHolds, finish: FinishReason, *, cut: bool,

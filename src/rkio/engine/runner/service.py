@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from rkio.engine.runner import calls, chat_turn, handle_state
+from rkio.engine.runner import calls, chat_turn, handle_state, prefix_cache
 from rkio.engine.runner.frames import (
     Abort,
     Call,
@@ -38,7 +38,7 @@ from rkio.engine.runner.frames import (
 )
 from rkio.engine.runner.memory import LoadDrop, measure
 from rkio.engine.runner.progress import LoadWorkMeter
-from rkio.engine.runner.prompt import model_template, prepare, prompt_tokens
+from rkio.engine.runner.prompt import model_template, prepare, prompt_tokens, shared_prefix
 from rkio.engine.runner.stops import StopScanner
 from rkio.engine.runner.writer import TokenWriter
 from rkio.engine.types import ModelSpec
@@ -74,6 +74,7 @@ class RunnerService:
         self._template: ChatTemplate | None = None
         self._holds = handle_state.HandleHolds(chat_template=None)
         self._max_context = 0  # the loaded context (max_context_len; <= 0 before a load: unknown)
+        self._prefixes: prefix_cache.PrefixCacheStore | None = None
         self._state_lock = threading.Lock()
         self._generating = False
         self._aborted = False
@@ -153,6 +154,10 @@ class RunnerService:
                 # prompts arrive rendered with the model's template; the runtime must not wrap them again
                 runtime.set_chat_template(handle_state.RKIO_TEMPLATE)
             self._holds = handle_state.HandleHolds.after_load(runtime.features)
+            caches = command.spec.prefix_caches
+            if Feature.PROMPT_CACHE in runtime.features and prefix_cache.enabled(caches, runtime.name):
+                assert caches is not None
+                self._prefixes = prefix_cache.PrefixCacheStore(caches)
             for name, path, scale in command.spec.lora_adapters:
                 runtime.load_lora(LoraAdapter(path=path, name=name, scale=scale))
         except BaseException as exc:
@@ -180,7 +185,11 @@ class RunnerService:
             self._send_error(exc, default="InvalidRequest")
             return
         try:
-            params, wanted, turn = chat_turn.begin(gen, params, runtime, spec, self._holds, self._context())
+            prefix = None
+            if self._prefixes is not None and self._template is not None and params.prompt is not None:
+                prefix = shared_prefix(gen, self._template, params.prompt)
+            params, wanted, turn = chat_turn.begin(gen, params, runtime, spec, self._holds, self._context(),
+                                                   self._prefixes, prefix)
             handle_state.apply(runtime, self._holds, wanted)
         except BaseException as exc:
             self._send_error(exc, default="RuntimeFailure")
