@@ -157,6 +157,8 @@ def _kv_reuse(paths: list[Path], args: argparse.Namespace, env: dict[str, str] |
     (replies are allowed 256 tokens at least: a reply cut by the limit is never reused)."""
     import asyncio
 
+    from rkio.engine.calls import prompt_cache_dir
+    from rkio.engine.runner.prefix_cache import confirmation
     from rkio.probe import kv_reuse_check
 
     base = dict(env if env is not None else os.environ)
@@ -172,4 +174,14 @@ def _kv_reuse(paths: list[Path], args: argparse.Namespace, env: dict[str, str] |
         results = asyncio.run(kv_reuse_check.check(spec, env=base, load_timeout=args.timeout))
         print(f"{path.name}:\n{kv_reuse_check.summary(results)}")
         ok = ok and kv_reuse_check.confirmed(results)
+        with tempfile.TemporaryDirectory() as tmp:
+            prefix = asyncio.run(kv_reuse_check.check_prefix_cache(spec, Path(tmp), env=base,
+                                                                   load_timeout=args.timeout))
+        print(kv_reuse_check.prefix_summary(prefix))
+        if prefix.identical and prefix.speeds_up and not args.simulate:
+            # rkio serve's prompt_caches = "auto" turns them on for this runtime from now on
+            mark = confirmation(prompt_cache_dir(_state_dir(args)), prefix.runtime_name)
+            mark.parent.mkdir(parents=True, exist_ok=True)
+            mark.write_text(f"{kv_reuse_check.prefix_summary(prefix)}\nmodel: {path}\n")
+            print(f"recorded in {mark}: rkio serve uses prompt caches for shared prefixes on this runtime")
     return 0 if ok else 1

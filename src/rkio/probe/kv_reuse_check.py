@@ -16,7 +16,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from rkio.engine.runner import RunnerProcess
-from rkio.engine.types import ChatMessage, ModelSpec, RunnerDone, RunnerGeneration, TokenChunk
+from rkio.engine.types import (
+    ChatMessage,
+    ModelSpec,
+    PrefixCacheSettings,
+    RunnerDone,
+    RunnerGeneration,
+    TokenChunk,
+)
 from rkio.runtime.base import GenerateParams, LoadParams, Sampling
 
 QUESTIONS = (
@@ -126,3 +133,65 @@ def summary(results: Sequence[TurnCheck]) -> str:
         lines.append(f"KV reuse gives the same greedy replies as a fresh prefill; it saved {saved} prompt "
                      "tokens of prefill over the conversation.")
     return "\n".join(lines)
+
+
+SHARED_SYSTEM = "You are a helpful assistant on a small board. " + " ".join(
+    f"Rule {i}: answer briefly, precisely and politely." for i in range(1, 25))
+
+
+@dataclass(frozen=True, slots=True)
+class PrefixCheck:
+    """A new conversation whose long system prompt comes from a prompt-cache file, against a fresh one."""
+
+    identical: bool
+    cached_prefill_ms: float | None
+    fresh_prefill_ms: float | None
+    cached_tokens: int
+    fresh_tokens: int
+    runtime_name: str
+
+    @property
+    def speeds_up(self) -> bool:
+        """Loading the file skipped the prefix's prefill: clearly less prefill time (or, without timings,
+        fewer prefilled tokens)."""
+        if self.cached_prefill_ms is not None and self.fresh_prefill_ms is not None \
+                and self.fresh_prefill_ms >= 1.0:
+            return self.cached_prefill_ms < 0.7 * self.fresh_prefill_ms
+        return self.cached_tokens < self.fresh_tokens
+
+
+async def check_prefix_cache(spec: ModelSpec, directory: Path, *, env: Mapping[str, str] | None = None,
+                             load_timeout: float = 300.0) -> PrefixCheck:
+    """Save the shared system prompt's cache in a first conversation, then time a second one with it
+    against a fresh prefill of the same messages (on a runner that uses no prompt caches)."""
+    env = dict(os.environ if env is None else env)
+    caches = PrefixCacheSettings(str(directory), "on", 1 << 34, 86400.0)
+    limit = spec.load.max_new_tokens
+    second = [ChatMessage("system", SHARED_SYSTEM), ChatMessage("user", QUESTIONS[1])]
+    runner = await RunnerProcess.start(replace(spec, prefix_caches=caches), spec.load, env=env,
+                                       load_timeout=load_timeout)
+    try:
+        await _reply(runner, [ChatMessage("system", SHARED_SYSTEM), ChatMessage("user", QUESTIONS[0])], limit)
+        text, done = await _reply(runner, second, limit)
+        name = runner.runtime_name
+    finally:
+        await runner.stop(grace=10.0)
+    fresh = await RunnerProcess.start(replace(spec, kv_reuse=False), spec.load, env=env,
+                                      load_timeout=load_timeout)
+    try:
+        expected, full = await _reply(fresh, second, limit)
+    finally:
+        await fresh.stop(grace=10.0)
+    return PrefixCheck(text == expected, done.perf.prefill_ms if done.perf else None,
+                       full.perf.prefill_ms if full.perf else None, done.prompt_tokens, full.prompt_tokens,
+                       name)
+
+
+def prefix_summary(check: PrefixCheck) -> str:
+    ms = (f"{check.cached_prefill_ms:.1f} ms with the cache file, {check.fresh_prefill_ms:.1f} ms fresh"
+          if check.cached_prefill_ms is not None and check.fresh_prefill_ms is not None else "no timings")
+    verdict = ("loading it skips the prefix's prefill" if check.identical and check.speeds_up else
+               "it gives a different reply: prompt caches stay off" if not check.identical else
+               "loading it does not speed up the prefill (rknn-llm #399): prompt caches stay off")
+    return (f"prompt cache of a shared system prompt: {ms}, prefill tokens {check.cached_tokens} / "
+            f"{check.fresh_tokens}; {verdict}")

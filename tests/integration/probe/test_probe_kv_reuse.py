@@ -44,3 +44,14 @@ async def test_replies_cut_by_the_limit_are_inconclusive(tmp_path: Path) -> None
     results = await kv_reuse_check.check(kv_reuse_check.probe_spec(model, max_new_tokens=4), env=env, turns=3)
     assert all(r.identical for r in results) and not kv_reuse_check.confirmed(results)
     assert "Inconclusive" in kv_reuse_check.summary(results)
+
+
+async def test_a_prompt_cache_that_skips_the_prefill_is_recognised(tmp_path: Path) -> None:
+    # 2 ms per prompt token (the model header's value overrides the environment's 0)
+    model = write_sim_model(tmp_path / "m.rkllm", 64 * MiB, {"context_reply": 1, "prefill_us": 2000})
+    env = sim_environment(sim_library("1.2.3"), tmp_path / "sim-state", 16 * GiB, None)
+    spec = kv_reuse_check.probe_spec(model, max_new_tokens=64)
+    check = await kv_reuse_check.check_prefix_cache(spec, tmp_path / "caches", env=env)
+    assert check.identical and check.speeds_up
+    assert check.cached_tokens < check.fresh_tokens
+    assert "skips the prefix's prefill" in kv_reuse_check.prefix_summary(check)
