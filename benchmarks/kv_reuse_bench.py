@@ -12,8 +12,6 @@ conversations alternating on the same model.
 from __future__ import annotations
 
 import argparse
-import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,39 +19,27 @@ import time
 from pathlib import Path
 
 import httpx
+from http_bench import start_server
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 CLIENT = httpx.Client(timeout=600)
+CONTEXT = 16384
 USER_WORDS = 90  # with the template's words a first turn is ~128 prompt tokens, as in the vendor's table
 SYSTEM = "You are a helpful assistant running on a small board. Answer briefly and precisely."
 
 
-def start(home: Path, name: str, reuse: bool, prefill_us: int,
-          token_us: int) -> tuple[subprocess.Popen[bytes], str]:
+def start(home: Path, reuse: bool, prefill_us: int, token_us: int) -> tuple[subprocess.Popen[bytes], str]:
+    """``rkio serve`` with the model "bench" at the board profile (the registry reads model files on
+    demand, so the model and its model.toml are rewritten before anything loads it)."""
     import simkit
 
-    models = home / "models"
-    simkit.make_model(models / name / f"{name}.rkllm", 32 << 20, max_context_limit=16384,
-                      kv_bytes_per_token=64, prefill_us=prefill_us, token_us=token_us)
-    (models / name / "model.toml").write_text(f"max_context_len = 16384\nkv_reuse = {str(reuse).lower()}\n")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "RKIO_RKLLM_LIB": str(simkit.sim_library("1.2.3")), "RKIO_RKLLM_ABI": "1.2.3",
-           "RKIO_HOME": str(home), "RKLLM_SIM_STATE": str(home / "sim-state"), "RKLLM_SIM_INIT_MS": "0"}
-    proc = subprocess.Popen([sys.executable, "-m", "rkio", "serve", "--port", str(port), "--runtime", "rkllm",
-                             "--models-dir", str(models), "--memory-budget", "64GiB",
-                             "--npu-lock", str(home / "npu.lock"), "--log-level", "warning"], env=env)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    proc.kill()
-    raise SystemExit("server did not start")
+    proc, url = start_server(home, token_us, CONTEXT - 1024)
+    folder = home / "models" / "bench"
+    simkit.make_model(folder / "bench.rkllm", 32 << 20, max_context_limit=CONTEXT, kv_bytes_per_token=64,
+                      prefill_us=prefill_us, token_us=token_us)
+    (folder / "model.toml").write_text(f"max_context_len = {CONTEXT}\nkv_reuse = {str(reuse).lower()}\n")
+    return proc, url
 
 
 def turn(url: str, model: str, messages: list[dict[str, str]], reply: int) -> tuple[float, str]:
@@ -124,14 +110,14 @@ def main() -> int:
           f"per token, {args.reply}-token replies; TTFT in ms at turn N")
     for reuse in (True, False):
         with tempfile.TemporaryDirectory() as tmp:
-            proc, url = start(Path(tmp), "board", reuse, args.prefill_us, args.token_us)
+            proc, url = start(Path(tmp), reuse, args.prefill_us, args.token_us)
             try:
                 label = "reuse" if reuse else "no reuse"
-                turn(url, "board", [{"role": "user", "content": "[[n=1]] warm up"}], 1)
-                print(row(f"10 turns, {label}", conversation(url, "board", 10, args.reply, 1)), flush=True)
-                long = conversation(url, "board", args.long, args.reply, 2)
+                turn(url, "bench", [{"role": "user", "content": "[[n=1]] warm up"}], 1)
+                print(row(f"10 turns, {label}", conversation(url, "bench", 10, args.reply, 1)), flush=True)
+                long = conversation(url, "bench", args.long, args.reply, 2)
                 print(row(f"{args.long} turns, {label}", long), flush=True)
-                print(row(f"2 alternating, {label}", alternating(url, "board", 5, args.reply)), flush=True)
+                print(row(f"2 alternating, {label}", alternating(url, "bench", 5, args.reply)), flush=True)
             finally:
                 proc.terminate()
                 proc.wait()

@@ -55,6 +55,13 @@ async def pair(make_spec: SpecMaker, env: dict[str, str], runners: list[RunnerPr
     return await start(spec, env, runners), await start(replace(spec, kv_reuse=False), env, runners)
 
 
+async def assert_full_prefill(reuse: RunnerProcess, fresh: RunnerProcess, messages: list[ChatMessage]) -> None:
+    """The reusing runner replies as the fresh one and prefilled the whole prompt as well."""
+    text, done = await chat(reuse, messages)
+    expected, full = await chat(fresh, messages)
+    assert (text, done.prompt_tokens) == (expected, full.prompt_tokens)
+
+
 async def test_ten_turns_reuse_the_cache_and_reply_as_a_full_prefill(
         make_spec: SpecMaker, sim_env: dict[str, str], runners: list[RunnerProcess]) -> None:
     reuse, fresh = await pair(make_spec, sim_env, runners)
@@ -83,10 +90,7 @@ async def test_an_edited_or_foreign_history_gets_a_full_prefill(
     a.append(ChatMessage("user", "alpha two"))
     b = [ChatMessage("user", "bravo one")]
     for conversation in (b, a, [ChatMessage("user", "alpha ONE"), *a[1:]], a[:1]):
-        text, done = await chat(reuse, conversation)
-        expected, full = await chat(fresh, conversation)
-        assert text == expected
-        assert done.prompt_tokens == full.prompt_tokens
+        await assert_full_prefill(reuse, fresh, conversation)
 
 
 async def test_stop_strings_and_truncation_leave_nothing_reused(
@@ -96,10 +100,7 @@ async def test_stop_strings_and_truncation_leave_nothing_reused(
         messages = [ChatMessage("user", "alpha beta gamma delta")]
         text, _ = await chat(reuse, messages, **kwargs)  # type: ignore[arg-type]
         messages += [ChatMessage("assistant", text), ChatMessage("user", "next")]
-        text, done = await chat(reuse, messages)
-        expected, full = await chat(fresh, messages)
-        assert text == expected
-        assert done.prompt_tokens == full.prompt_tokens
+        await assert_full_prefill(reuse, fresh, messages)
 
 
 async def test_a_lease_never_sees_an_http_conversation_and_vice_versa(
@@ -112,9 +113,7 @@ async def test_a_lease_never_sees_an_http_conversation_and_vice_versa(
     mine, _ = await chat(reuse, [ChatMessage("user", "lease talk")], handle_state=lease)
     theirs, _ = await chat(fresh, [ChatMessage("user", "lease talk")])
     assert mine == theirs
-    text, done = await chat(reuse, messages)
-    expected, full = await chat(fresh, messages)
-    assert (text, done.prompt_tokens) == (expected, full.prompt_tokens)
+    await assert_full_prefill(reuse, fresh, messages)
 
 
 async def test_a_conversation_that_outgrows_the_context_gets_a_clear_error(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import replace
 
 from runner_fakes import FakeRuntime, Peer, make_spec
@@ -199,11 +201,20 @@ def chat(peer: Peer, *messages: ChatMessage) -> list:
     return peer.recv_until(Done | Error)  # type: ignore[arg-type]
 
 
-def test_a_chat_turn_extending_the_cache_sends_only_the_new_messages() -> None:
-    runtime = FakeRuntime(REUSE_FEATURES, prefill_tokens=9)
+@contextlib.contextmanager
+def serving(runtime: FakeRuntime) -> Iterator[Peer]:
     peer = Peer(runtime)
     try:
         peer.load()
+        yield peer
+    finally:
+        peer.sock.close()
+        peer.thread.join(5)
+
+
+def test_a_chat_turn_extending_the_cache_sends_only_the_new_messages() -> None:
+    runtime = FakeRuntime(REUSE_FEATURES, prefill_tokens=9)
+    with serving(runtime) as peer:
         first = ChatMessage("user", "[[n=2]] hi there")
         reply = text_of(chat(peer, first))
         chat(peer, first, ChatMessage("assistant", reply), ChatMessage("user", "[[n=2]] more"))
@@ -214,20 +225,12 @@ def test_a_chat_turn_extending_the_cache_sends_only_the_new_messages() -> None:
         chat(peer, ChatMessage("user", "[[n=2]] someone else"))
         assert runtime.calls.count("clear_kv") == 1 and "someone else" in runtime.prompts[2]
         assert runtime.prompts[2].startswith("<|im_start|>user")
-    finally:
-        peer.sock.close()
-        peer.thread.join(5)
 
 
 def test_no_reuse_without_a_count_of_the_cache() -> None:
     runtime = FakeRuntime(REUSE_FEATURES[:3])  # like 1.2.0: no perf, no get_kv_cache_size
-    peer = Peer(runtime)
-    try:
-        peer.load()
+    with serving(runtime) as peer:
         first = ChatMessage("user", "[[n=2]] hi there")
         reply = text_of(chat(peer, first))
         chat(peer, first, ChatMessage("assistant", reply), ChatMessage("user", "more"))
         assert runtime.kept == [False, False] and "hi there" in runtime.prompts[1]
-    finally:
-        peer.sock.close()
-        peer.thread.join(5)
