@@ -55,7 +55,8 @@ async def pair(make_spec: SpecMaker, env: dict[str, str], runners: list[RunnerPr
     return await start(spec, env, runners), await start(replace(spec, kv_reuse=False), env, runners)
 
 
-async def assert_full_prefill(reuse: RunnerProcess, fresh: RunnerProcess, messages: list[ChatMessage]) -> None:
+async def assert_full_prefill(reuse: RunnerProcess, fresh: RunnerProcess,
+                              messages: list[ChatMessage]) -> None:
     """The reusing runner replies as the fresh one and prefilled the whole prompt as well."""
     text, done = await chat(reuse, messages)
     expected, full = await chat(fresh, messages)
