@@ -39,6 +39,7 @@ from rkio.api.ollama_stream import (
     timestamp,
 )
 from rkio.api.reply import ReplyParser, json_instruction, parse_reply
+from rkio.api.run_report import report_run
 from rkio.api.streaming import EngineStream, collect_reply
 from rkio.config import Settings
 from rkio.engine.types import ChatMessage, Engine, GenerationRequest, ModelSpec
@@ -133,14 +134,15 @@ class OllamaRoutes:
             enable_thinking=req.thinking, request_id=request_id("chat"))
         record = record_of(request.scope)
         record.model, record.stream = model, req.stream
+        headers = report_run(self.engine, gen, record)
         events = self.engine.generate(gen)
         if req.stream:
             encoder = ChatNdjsonEncoder(model, ReplyParser(req.thinking, bool(tools)))
-            return EngineStream(events, encoder, "ollama", record, heartbeat=self.heartbeat)
+            return EngineStream(events, encoder, "ollama", record, heartbeat=self.heartbeat, headers=headers)
         text, done = await collect_reply(request.receive, events, record)
         reply = parse_reply(text, req.thinking, bool(tools), json_mode)
         return JSONResponse({"model": model, "created_at": timestamp(), "message": chat_message(reply),
-                             **done_fields(done)})
+                             **done_fields(done)}, headers=headers)
 
     async def generate(self, request: Request) -> Any:
         req = await parse_body(request, GenerateRequest)
@@ -166,16 +168,17 @@ class OllamaRoutes:
             gen = GenerationRequest(messages=tuple(messages), **common)
         record = record_of(request.scope)
         record.model, record.stream = model, req.stream
+        headers = report_run(self.engine, gen, record)
         events = self.engine.generate(gen)
         if req.stream:
             encoder = GenerateNdjsonEncoder(model, ReplyParser(req.thinking, False))
-            return EngineStream(events, encoder, "ollama", record, heartbeat=self.heartbeat)
+            return EngineStream(events, encoder, "ollama", record, heartbeat=self.heartbeat, headers=headers)
         text, done = await collect_reply(request.receive, events, record)
         reply = parse_reply(text, req.thinking, False, json_mode)
         body: dict[str, Any] = {"model": model, "created_at": timestamp(), "response": reply.content}
         if reply.reasoning:
             body["thinking"] = reply.reasoning
-        return JSONResponse({**body, **done_fields(done)})
+        return JSONResponse({**body, **done_fields(done)}, headers=headers)
 
     async def tags(self, request: Request) -> Response:
         models = [{"name": id_, "model": id_, "modified_at": timestamp(s.mtime_ns / 1e9),

@@ -39,6 +39,7 @@ from rkio.api.openai_stream import (
     completion_body,
 )
 from rkio.api.reply import ReplyParser, json_instruction, parse_reply
+from rkio.api.run_report import report_run
 from rkio.api.streaming import EngineStream, collect_reply
 from rkio.config import Settings
 from rkio.engine.types import ChatMessage, Engine, GenerationRequest
@@ -144,15 +145,16 @@ class OpenAIRoutes:
             request_id=cid)
         record = record_of(request.scope)
         record.model, record.stream = model, req.stream
+        headers = report_run(self.engine, gen, record)
         events = self.engine.generate(gen)
         if req.stream:
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
             encoder = ChatStreamEncoder(cid, created, model, include_usage, ReplyParser(think, bool(tools)))
             return EngineStream(events, encoder, "openai", record, commit_after=self.commit_after,
-                                heartbeat=self.heartbeat)
+                                heartbeat=self.heartbeat, headers=headers)
         text, done = await collect_reply(request.receive, events, record)
         reply = parse_reply(text, think, bool(tools), json_mode)
-        return JSONResponse(chat_completion_body(cid, created, model, reply, done))
+        return JSONResponse(chat_completion_body(cid, created, model, reply, done), headers=headers)
 
     async def completions(self, request: Request) -> Any:
         req = await parse_body(request, CompletionRequest)
@@ -170,15 +172,16 @@ class OpenAIRoutes:
             keep_alive=keep_alive_seconds(req.keep_alive), request_id=cid)
         record = record_of(request.scope)
         record.model, record.stream = model, req.stream
+        headers = report_run(self.engine, gen, record)
         events = self.engine.generate(gen)
         echo = prompt if req.echo else ""
         if req.stream:
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
             encoder = CompletionStreamEncoder(cid, created, model, include_usage, echo)
             return EngineStream(events, encoder, "openai", record, commit_after=self.commit_after,
-                                heartbeat=self.heartbeat)
+                                heartbeat=self.heartbeat, headers=headers)
         text, done = await collect_reply(request.receive, events, record)
-        return JSONResponse(completion_body(cid, created, model, echo + text, done))
+        return JSONResponse(completion_body(cid, created, model, echo + text, done), headers=headers)
 
     async def list_models(self, request: Request) -> Response:
         return JSONResponse({"object": "list", "data": [_model_body(id_, s.mtime_ns, s.runtime)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Coroutine, Mapping
 from typing import Any, Protocol, TypeVar
 
 from starlette.types import Receive, Scope, Send
@@ -114,8 +114,11 @@ class EngineStream:
     """ASGI response streaming one generation through a ``StreamEncoder``."""
 
     def __init__(self, events: AsyncIterator[EngineEvent], encoder: StreamEncoder, protocol: WireProtocol,
-                 record: RequestRecord, *, commit_after: float = 1.0, heartbeat: float = 10.0) -> None:
+                 record: RequestRecord, *, commit_after: float = 1.0, heartbeat: float = 10.0,
+                 headers: Mapping[str, str] | None = None) -> None:
         self.events = events
+        self.headers = [(k.lower().encode("latin-1"), v.encode("latin-1"))
+                        for k, v in (headers or {}).items()]  # sent with the response start
         self.encoder = encoder
         self.protocol = protocol
         self.record = record
@@ -132,7 +135,7 @@ class EngineStream:
     async def _commit(self, send: Send) -> None:
         self.committed = True
         headers = [(b"content-type", self.encoder.media_type.encode()), (b"cache-control", b"no-cache"),
-                   (b"x-accel-buffering", b"no")]
+                   (b"x-accel-buffering", b"no"), *self.headers]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
 
     async def _run(self, scope: Scope, receive: Receive, send: Send) -> None:

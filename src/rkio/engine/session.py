@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from rkio.engine.events import Cancel, GenerationDone, Outcome, Request, TokenStall
 from rkio.engine.mailbox import Finished, Grant, Mailbox
+from rkio.engine.run_plan import plan_generation
 from rkio.engine.supervisor import Supervisor
 from rkio.engine.types import (
     ChatMessage,
@@ -36,12 +37,13 @@ def runner_generation(spec: ModelSpec, request: GenerationRequest) -> RunnerGene
 
     A completion prompt is wrapped as one user message unless ``raw``. Per-request sampling is passed
     on; the runner applies it only where the runtime supports per-run sampling and otherwise keeps the
-    sampling the model was loaded with (changing it would need a re-init for every request).
+    sampling the model was loaded with (``rkio.engine.run_plan`` says which, and ``sampling = "reinit"``
+    models are loaded with the request's sampling instead).
     A ``runtime_input`` (the JSON-RPC IO API's raw rkllm input) is sent as it is.
     """
     if request.runtime_input is not None:
         return RunnerGeneration(params=request.runtime_input, stop=request.stop,
-                                handle_state=request.handle_state)
+                                handle_state=request.handle_state, exact=True)
     prompt: str | None = None
     messages = request.messages
     if messages is None:
@@ -72,11 +74,15 @@ async def generate(
 ) -> AsyncGenerator[EngineEvent, None]:
     """Queue ``request``, wait for its grant, stream the runner's chunks, end with ``Done``."""
     gen = runner_generation(spec, request)
+    # sampling = "reinit" models without per-run sampling are served loaded with the request's sampling
+    entry = sup.scheduler.models.get(spec.name)
+    plan = plan_generation(spec, gen, entry.features if entry is not None else frozenset())
+    wish = gen.params.sampling if plan.reinit else None
     rid, box = sup.open_mailbox()
     clock = sup.clock
     arrived = clock()
     sup.post(Request(rid, spec, "generate", request.num_ctx, request.keep_alive, request.lease,
-                     keep_history=kv_effect(request)))
+                     keep_history=kv_effect(request), sampling=wish))
     grant: Grant | None = None
     ended = False  # the scheduler already knows this request is over (finished or GenerationDone posted)
     stream: AsyncGenerator[Any, None] | None = None

@@ -44,6 +44,7 @@ class Feature(StrEnum):
     KEEP_HISTORY = "keep_history"
     PER_RUN_SAMPLING = "per-request sampling"
     PER_RUN_MAX_NEW_TOKENS = "per-request max_new_tokens"
+    SAMPLING_SEED = "sampling seed"
     PERF_STATS = "performance statistics"
     LORA = "LoRA adapters"
     PROMPT_CACHE = "prompt cache"

@@ -205,7 +205,13 @@ class RunnerService:
         collect = turn.generated.append if turn is not None else None
 
         def on_token(token: Token) -> bool:
+            # The reply may end at a stop string or at the limit while the runtime would have stopped
+            # there anyway (EOS), so the runtime is stopped only when it delivers one token more: a stop
+            # then interrupts a run that is really still going, and a reply that ends by itself is never
+            # aborted (issue 11: a stray rkllm_abort after every run). The cost is one token's time.
             nonlocal count, cut
+            if cut:
+                return False
             count += 1
             if collect is not None:
                 collect(token.text)  # what the KV cache now holds of the reply, stop strings and all
@@ -217,10 +223,8 @@ class RunnerService:
                     writer.push_many(text, ids)
                 if scanner.stopped:
                     cut = "stop"
-                    return False
-            if limit is not None and count >= limit:
+            if not cut and limit is not None and count >= limit:
                 cut = "length"
-                return False
             return True
 
         with self._state_lock:
