@@ -105,6 +105,10 @@ class Settings(BaseSettings):
     npu_lock: UserPath | None = None  # None = rkio.engine.npu_lock.default_lock_path()
     board_name: Annotated[str, Field(pattern=f"^{BOARD_NAME.pattern}$")] = Field(
         default_factory=default_board_name)  # the X-Rkio-Board response header
+    # prompt-cache files for shared prompt prefixes: auto = once `rkio probe --kv-reuse` confirmed them
+    prompt_caches: Annotated[Literal["auto", "on", "off"], BeforeValidator(_lower)] = "auto"
+    prompt_cache_bytes: Annotated[Size, Field(ge=0)] = 2 << 30
+    prompt_cache_max_age: Annotated[Duration, Field(gt=0)] = 7 * 86400.0
     rpc_unix: str = "auto"  # JSON-RPC Unix socket: auto = <state dir>/rpc.sock, off, or a path
     rpc_tcp: str | None = None  # HOST:PORT
     rpc_udp: str | None = None  # HOST:PORT

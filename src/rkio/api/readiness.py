@@ -40,6 +40,11 @@ class Readiness:
                 if spec.name not in quarantined and (self.runtimes is None or spec.runtime in self.runtimes)
                 and spec.size_bytes <= status.budget_bytes]
 
+    def servable_ids(self) -> list[tuple[str, ModelSpec]]:
+        """The model ids clients may ask for (LoRA variants ``base:adapter`` too) of the servable models."""
+        names = {spec.name for spec in self.servable()}
+        return [(id_, spec) for id_, spec in self.engine.model_ids() if spec.name in names]
+
     def verdict(self) -> Verdict:
         """Raises whatever the engine raises when it cannot report (the caller turns that into 503)."""
         loaded = len(self.engine.status().loaded)
