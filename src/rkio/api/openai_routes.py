@@ -179,7 +179,7 @@ class OpenAIRoutes:
         return JSONResponse(completion_body(cid, created, model, echo + text, done), headers=headers)
 
     async def list_models(self, request: Request) -> Response:
-        servable = request.app.state.readiness.servable_ids()  # only what this board can run (routers read it)
+        servable = request.app.state.readiness.servable_ids()  # only what this board can run
         return JSONResponse({"object": "list", "data": [_model_body(id_, s.mtime_ns, s.runtime)
                                                         for id_, s in servable]})
 
