@@ -97,8 +97,8 @@ def plan_for(spec: ModelSpec, gen: RunnerGeneration, features: frozenset[str] | 
              runtime: str | None = None) -> RunPlan:
     """``plan_generation`` with the runtime's features given."""
     plan = plan_run(spec, gen.params, rendered=gen.messages is not None, features=features, runtime=runtime)
-    if any(message.images for message in gen.messages or ()):
-        # chat images are accepted but no runner passes them to a vision encoder yet: the text runs alone
+    if spec.vision is None and any(message.images for message in gen.messages or ()):
+        # a text model ignores images visibly: the text runs alone, and the reply says images were left out
         plan = replace(plan, not_applied=(*plan.not_applied, IMAGES))
     return plan
 

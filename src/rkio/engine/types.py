@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from rkio.engine.vision_spec import VisionSpec
 from rkio.runtime.base import (
     ChatMessage,
     ChatTemplateOverride,
@@ -52,6 +53,7 @@ class ModelSpec:
     # model.toml ``sampling = "reinit"``: where the runtime has no per-run sampling, re-init the idle model
     # for a request's sampling instead of running it with the loaded one (rkio.engine.sampling_groups)
     sampling_policy: Literal["loaded", "reinit"] = "loaded"
+    vision: VisionSpec | None = None  # model.toml [vision]: the model's RKNN image encoder
 
 
 # ---------------------------------------------------------------------------------------------- requests

@@ -124,6 +124,10 @@ class LoadParams:
     ignore_eos_token: bool = False
     is_async: bool = False
     n_threads: int = 0  # CPU backends; 0 = backend default
+    # a vision model's image tags; RKLLMParam.img_* before rkllm 1.3.0, per run (MultimodalInput) since
+    img_start: str = ""
+    img_end: str = ""
+    img_content: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +144,10 @@ class MultimodalInput:
     n_image: int = 1
     image_width: int = 0
     image_height: int = 0
+    # the model's image tags, taken per run by rkllm 1.3.0 (older runtimes take LoadParams.img_*)
+    image_start: str = ""
+    image_end: str = ""
+    image_content: str = ""
 
 
 @dataclass(frozen=True, slots=True)
