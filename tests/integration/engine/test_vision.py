@@ -85,3 +85,22 @@ async def test_encoder_lives_in_domain_0_and_the_llm_above_it(models: SimModels,
     assert by_model[".rknn"]["domains"].keys() == {"0"}
     assert by_model[".rkllm"]["base_domain"] >= 1
     assert state["overcommits"] == 0
+
+
+async def test_an_encoder_crash_costs_one_request_not_the_server(models: SimModels,
+                                                                 engines: EngineFactory) -> None:
+    add_vision_model(models.root, "vl", fault="run_segv")
+    models.add("text", 64 * simkit.MiB)
+    engine = await engines()
+    reply = await ask(engine, "vl", chat(("look", (png((5, 5, 5)),))))
+    assert reply.error is not None and "crash" in reply.error.message.lower(), reply.error
+    text = await collect(engine, "text", "[[n=2]] still here")
+    assert text.error is None and text.text
+
+
+async def test_an_encoder_that_cannot_init_fails_the_load_with_its_reason(models: SimModels,
+                                                                         engines: EngineFactory) -> None:
+    add_vision_model(models.root, "vl", fault="init_fail")
+    engine = await engines()
+    reply = await ask(engine, "vl", chat(("look", (png((5, 5, 5)),))))
+    assert reply.error is not None and "rknn_init failed" in reply.error.message
