@@ -38,8 +38,8 @@ except Exception as exc:
 out["info"] = [enc.info.height, enc.info.image_tokens, enc.info.embed_dim, enc.info.api_version]
 out["state"] = open(sys.argv[5]).read()
 side = enc.info.height
-out["embeddings"] = [hashlib.sha256(enc.encode(bytes([v]) * (3 * side * side), TENSOR_UINT8, True)).hexdigest()
-                     for v in images]
+rows = [enc.encode(bytes([v]) * (3 * side * side), TENSOR_UINT8, True) for v in images]
+out["embeddings"] = [hashlib.sha256(r).hexdigest() for r in rows]
 enc.close()
 out["after_close"] = open(sys.argv[5]).read()
 print(json.dumps(out))
