@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 from engine_sim import EngineFactory, Reply, SimModels, collect
-from vision_models import add_vision_model, png, sim_rknn_library
 
 import simkit
 from rkio.engine.engine import ModelEngine
 from rkio.engine.types import ChatMessage
 from rkio.errors import InvalidRequest
+from simkit.vision import add_vision_model, png, sim_rknn_library
 
 pytestmark = pytest.mark.timeout(120)
 

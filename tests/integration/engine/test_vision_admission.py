@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from engine_sim import EngineFactory, SimModels, collect, configure_sim, quiet, settle
 from test_vision import IMAGE_WORD, ask, chat
-from vision_models import add_vision_model, png, sim_rknn_library
 
 import simkit
 from rkio.engine.engine import ModelEngine
+from simkit.vision import add_vision_model, png, sim_rknn_library
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-import simkit
+from simkit.library import MiB, make_model, sim_library
 
 ENCODER_SIZE = 32  # encoder input side, pixels
 IMAGE_TOKENS = 4
@@ -15,16 +15,16 @@ EMBED_DIM = 16
 
 def sim_rknn_library() -> Path:
     """The simulated librknnrt.so built beside the rkllm flavours (``make -C sim``)."""
-    path = simkit.sim_library("1.2.3").parent.parent / "rknn" / "librknnrt.so"
+    path = sim_library("1.2.3").parent.parent / "rknn" / "librknnrt.so"
     assert path.is_file(), f"{path} missing: make -C sim OUT=..."
     return path
 
 
-def add_vision_model(root: Path, name: str, *, llm_bytes: int = 64 * simkit.MiB, encoder_bytes: int = 0,
+def add_vision_model(root: Path, name: str, *, llm_bytes: int = 64 * MiB, encoder_bytes: int = 0,
                      npu_bytes: int | None = None, fault: str = "", toml_extra: str = "") -> Path:
     """``root/name/`` with ``name.rkllm`` (hidden size EMBED_DIM), ``vision.rknn`` and model.toml."""
     folder = root / name
-    simkit.make_model(folder / f"{name}.rkllm", llm_bytes, embd_size=EMBED_DIM)
+    make_model(folder / f"{name}.rkllm", llm_bytes, embd_size=EMBED_DIM)
     header = f"RKSIM\nimage_size={ENCODER_SIZE}\nimage_tokens={IMAGE_TOKENS}\nembed_dim={EMBED_DIM}\n"
     if npu_bytes is not None:
         header += f"npu_bytes={npu_bytes}\n"
