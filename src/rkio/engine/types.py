@@ -99,7 +99,8 @@ class HandleState:
     clear_kv: bool = False
 
 
-RuntimeOp = Literal["load_lora", "get_kv_cache_size", "clear_kv_cache"]
+RuntimeOp = Literal["load_lora", "get_kv_cache_size", "clear_kv_cache",
+                    "encode_image", "rknn_query", "rknn_run"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +109,9 @@ class RuntimeCall:
 
     ``args``: load_lora ``{lora_adapter_path, lora_adapter_name, scale}`` (the path relative to the
     models directory), get_kv_cache_size ``{}``, clear_kv_cache ``{keep_system_prompt, ranges?}`` with
-    ``ranges`` a list of ``[start, end)`` pairs, one per batch.
+    ``ranges`` a list of ``[start, end)`` pairs, one per batch; a vision model's encoder calls
+    (``rkio.engine.runner.vision.perform``): encode_image ``{image}``, rknn_query ``{}``,
+    rknn_run ``{tensor, type, channels_last}``.
     """
 
     op: RuntimeOp

@@ -247,7 +247,10 @@ class RunnerService:
             self._send_error(RkioError("no model loaded"), default="RuntimeFailure")
             return
         try:
-            value = calls.perform(runtime, self._holds, command.op, command.args, command.owner)
+            if command.op in vision.OPS:
+                value = vision.perform(self._vision, command.op, command.args)
+            else:
+                value = calls.perform(runtime, self._holds, command.op, command.args, command.owner)
         except BaseException as exc:
             self._send_error(exc, default="RuntimeFailure")
             return

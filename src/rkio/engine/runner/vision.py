@@ -15,7 +15,7 @@ import hashlib
 import logging
 from collections import OrderedDict
 from dataclasses import replace
-from typing import Protocol
+from typing import Any, Protocol
 
 from rkio.engine.types import ChatMessage, ModelSpec, RunnerGeneration
 from rkio.engine.vision_spec import IMAGE_PLACEHOLDER, VisionSpec
@@ -45,8 +45,8 @@ class VisionEncoder:
         self.image_tokens = image_tokens
         self.width, self.height = width, height
         self.embed_dim = embed_dim
-        self._input_type = input_type
-        self._channels_last = channels_last
+        self.input_type = input_type
+        self.channels_last = channels_last
         self._how = Preprocessing(width, height, as_float=spec.input == "float32", mean=spec.mean,
                                   std=spec.std, fit=spec.fit)
         self._cache: OrderedDict[str, bytes] = OrderedDict()
@@ -59,12 +59,17 @@ class VisionEncoder:
             self._cache.move_to_end(key)
             return cached
         tensor = preprocess(image, self._how, what=what)
-        rows = self._encoder.encode(tensor.data, self._input_type, self._channels_last)
+        rows = self._encoder.encode(tensor.data, self.input_type, self.channels_last)
         self.encoded += 1
         self._cache[key] = rows
         while len(self._cache) > CACHE_ENTRIES:
             self._cache.popitem(last=False)
         return rows
+
+    def run_tensor(self, tensor: bytes, tensor_type: int, channels_last: bool) -> bytes:
+        """The encoder's output for an input tensor the caller prepared (the IO API's rknn.run)."""
+        self.encoded += 1
+        return self._encoder.encode(tensor, tensor_type, channels_last)
 
     def close(self) -> None:
         self._cache.clear()
@@ -137,6 +142,10 @@ def _placed(message: ChatMessage) -> ChatMessage:
 def to_multimodal(params: GenerateParams, gen: RunnerGeneration, vision: VisionEncoder | None,
                   features: frozenset[Feature]) -> GenerateParams:
     """The rendered ``params`` as multimodal input carrying the embeddings of the conversation's images."""
+    if vision is not None and params.multimodal is not None and not params.multimodal.image_start:
+        spec = vision.spec
+        return replace(params, multimodal=replace(params.multimodal, image_start=spec.image_start,
+                                                  image_end=spec.image_end, image_content=spec.image_content))
     if vision is None or gen.messages is None or params.prompt is None:
         return params
     images = [image for m in gen.messages for image in m.images]
@@ -151,3 +160,31 @@ def to_multimodal(params: GenerateParams, gen: RunnerGeneration, vision: VisionE
                                  image_height=vision.height, image_start=spec.image_start,
                                  image_end=spec.image_end, image_content=spec.image_content)
     return replace(params, prompt=None, multimodal=multimodal)
+
+
+# Runtime calls on the encoder (the IO API's image.process and rknn.* methods, ``Engine.runtime_call``)
+OPS = frozenset({"encode_image", "rknn_query", "rknn_run"})
+
+
+def perform(vision: VisionEncoder | None, op: str, args: dict[str, Any]) -> object:
+    """Run encoder call ``op``: ``encode_image {image}`` (encoded image bytes, preprocessed here),
+    ``rknn_query {}`` (the encoder's tensors), ``rknn_run {tensor, type, channels_last}`` (a preprocessed
+    input tensor, as rknn_inputs_set takes it)."""
+    if vision is None:
+        raise InvalidRequest("this model has no image encoder (no [vision] table in its model.toml)")
+    if op == "encode_image":
+        image = args.get("image")
+        if not isinstance(image, bytes):
+            raise InvalidRequest("encode_image needs the image's bytes")
+        return {"embedding": vision.embedding(image, "image"), "n_image_tokens": vision.image_tokens,
+                "embed_dim": vision.embed_dim}
+    if op == "rknn_query":
+        return {"width": vision.width, "height": vision.height, "input_type": vision.input_type,
+                "channels_last": vision.channels_last, "n_image_tokens": vision.image_tokens,
+                "embed_dim": vision.embed_dim}
+    if op == "rknn_run":
+        tensor, kind, channels_last = args.get("tensor"), args.get("type"), args.get("channels_last")
+        if not isinstance(tensor, bytes) or not isinstance(kind, int) or not isinstance(channels_last, bool):
+            raise InvalidRequest("rknn_run needs tensor bytes, a tensor type and channels_last")
+        return {"output": vision.run_tensor(tensor, kind, channels_last)}
+    raise InvalidRequest(f"unknown encoder call {op!r}")
