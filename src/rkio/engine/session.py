@@ -56,7 +56,8 @@ def runner_generation(spec: ModelSpec, request: GenerationRequest) -> RunnerGene
     elif not messages:
         raise InvalidRequest("messages must not be empty")
     params = GenerateParams(prompt=prompt, enable_thinking=request.enable_thinking,
-                            sampling=request.sampling, max_new_tokens=request.max_tokens)
+                            sampling=request.sampling, max_new_tokens=request.max_tokens,
+                            json_schema=request.json_schema)
     return RunnerGeneration(params=params, messages=messages, tools=request.tools, stop=request.stop,
                             system_prompt=None if request.raw else spec.system_prompt,
                             handle_state=request.handle_state)
@@ -167,4 +168,5 @@ def _done(result: RunnerDone, arrived: float, grant: Grant, first_at: float | No
         generate_s=perf.generate_ms / 1000 if perf else None,
     )
     finish: Literal["stop", "length"] = "length" if result.finish == "length" else "stop"
-    return Done(finish, Usage(result.prompt_tokens, result.completion_tokens), timings, perf, result.outputs)
+    return Done(finish, Usage(result.prompt_tokens, result.completion_tokens), timings, perf, result.outputs,
+                result.stop_sequence)

@@ -53,6 +53,10 @@ class ModelSpec:
     # model.toml ``sampling = "reinit"``: where the runtime has no per-run sampling, re-init the idle model
     # for a request's sampling instead of running it with the loaded one (rkio.engine.sampling_groups)
     sampling_policy: Literal["loaded", "reinit"] = "loaded"
+    pooling: Literal["last", "mean"] = "last"  # embeddings: last token (Qwen3-Embedding) or mean of tokens
+    rerank_yes_token: int | None = None  # a reranker's "yes" / "no" token ids (scored from the logits)
+    rerank_no_token: int | None = None
+    rerank_template: str | None = None  # the reranker's prompt with {query} and {document}
     vision: VisionSpec | None = None  # model.toml [vision]: the model's RKNN image encoder
 
 
@@ -78,6 +82,7 @@ class GenerationRequest:
     request_id: str = ""
     runtime_input: GenerateParams | None = None  # a raw rkllm input, sent as is (no chat rendering)
     handle_state: HandleState | None = None  # the lease's handle state to apply before this run
+    json_schema: str | None = None  # JSON text of a schema to enforce while decoding where the runtime can
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +210,7 @@ class Done:
     timings: Timings
     perf: Perf | None = None
     outputs: RunOutputs | None = None  # hidden states / logits of a run in that mode
+    stop_sequence: str | None = None  # the stop string (request's or chat template's) that ended the reply
 
 
 EngineEvent = Queued | Loading | TokenChunk | Done
@@ -347,6 +353,7 @@ class RunnerDone:
     perf: Perf | None
     memory: RunnerMemory | None
     outputs: RunOutputs | None = None
+    stop_sequence: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

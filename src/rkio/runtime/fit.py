@@ -3,8 +3,9 @@
 A valid request is never refused because a runtime generation lacks a per-run setting (issue 11: every
 request with ``temperature`` got a 400 on rkllm 1.2.x). ``fit_to_runtime`` removes what the runtime
 cannot take and names it, so the caller can report it. Settings rkio realises itself are removed
-without being named: ``max_new_tokens`` (the runner stops the stream) and ``enable_thinking`` of a chat
-the runner rendered (the chat template carries it).
+without being named: ``max_new_tokens`` (the runner stops the stream), ``enable_thinking`` of a chat
+the runner rendered (the chat template carries it) and ``json_schema`` (the API validates the reply
+instead, ``rkio.api.structured``).
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ def fit_to_runtime(params: GenerateParams, features: Collection[str], *, rendere
         changes["enable_thinking"] = False
         if not rendered:
             left_out.append(THINKING)
+    if params.json_schema is not None and not has(Feature.JSON_SCHEMA.value):
+        changes["json_schema"] = None
     if params.role != "user" and not has(Feature.ROLE.value):
         changes["role"] = "user"
         left_out.append(ROLE)

@@ -33,6 +33,7 @@ from rkio.runtime.base import (
     require_mode,
 )
 from rkio.runtime.chat import ChatTemplate, TemplateError, guess_preset
+from rkio.runtime.llamacpp_outputs import special_run
 from rkio.runtime.utf8 import Utf8Reassembler
 
 if TYPE_CHECKING:
@@ -49,6 +50,9 @@ FEATURES = frozenset({
     Feature.KV_CACHE_SIZE,
     Feature.IGNORE_EOS,
     Feature.MULTI_INSTANCE,
+    Feature.JSON_SCHEMA,  # a GBNF grammar built from the schema by llama-cpp-python constrains sampling
+    Feature.LAST_HIDDEN_LAYER,  # llamacpp_outputs: embedding output switched on for the run
+    Feature.LOGITS,
 })
 
 _RANDOM_SEED = 0xFFFFFFFF  # LLAMA_DEFAULT_SEED: llama.cpp picks a random seed
@@ -133,6 +137,7 @@ class LlamaCppRuntime:
         self._stop_ids: frozenset[int] = frozenset()
         self._template: ChatTemplate | None = None
         self._is_eog: Any = None
+        self._grammars: dict[str, Any] = {}  # schema text -> LlamaGrammar (converting costs milliseconds)
 
     # ------------------------------------------------------------------------------------- lifecycle
 
@@ -179,9 +184,12 @@ class LlamaCppRuntime:
     def generate(self, params: GenerateParams, on_token: TokenSink) -> GenerationResult:
         """Prefill the prompt, then sample until end of turn, ``max_new_tokens``, a full context or abort."""
         llama, load = self._loaded()
-        require_mode(self, params.mode)  # hidden states / logits are rkllm infer modes
+        require_mode(self, params.mode)
         self._abort.clear()
         prompt = self._prompt_tokens(llama, params)
+        if params.mode != "generate":  # hidden states / logits: rkllm's infer modes (llamacpp_outputs)
+            outputs = special_run(llama, prompt, params.mode, self._abort)
+            return GenerationResult("abort" if outputs is None else "stop", 0, outputs=outputs)
         if not prompt:
             raise InvalidRequest("the prompt is empty")
         n_ctx = min(llama.n_ctx(), load.max_context_len)  # llama.cpp pads n_ctx up to a multiple of 256
@@ -190,19 +198,33 @@ class LlamaCppRuntime:
                 f"the prompt has {len(prompt)} tokens but the context holds {n_ctx}")
         limit = params.max_new_tokens if params.max_new_tokens is not None else load.max_new_tokens
         sampling = params.sampling or load.sampling
+        grammar = self._grammar(params.json_schema) if params.json_schema is not None else None
         llama.set_seed(_RANDOM_SEED if sampling.seed is None else sampling.seed)
         self._running = True
         try:
             # Running out of context ends the answer like max_new_tokens does: finish "length".
             return self._run(llama, prompt, min(limit, n_ctx - len(prompt)), sampling, on_token,
-                             load.ignore_eos_token)
+                             load.ignore_eos_token, grammar)
         except RuntimeError as exc:
             raise RuntimeFailure(f"{self.name}: {exc}") from exc
         finally:
             self._running = False
 
+    def _grammar(self, schema: str) -> Any:
+        """The grammar that makes sampling follow ``schema`` (llama-cpp-python's JSON-schema converter)."""
+        grammar = self._grammars.get(schema)
+        if grammar is None:
+            try:
+                grammar = _llama_cpp().LlamaGrammar.from_json_schema(schema, verbose=False)
+            except Exception as exc:  # the converter raises plain Exceptions for schemas it cannot express
+                raise InvalidRequest(f"the JSON schema cannot be enforced by llama.cpp: {exc}") from exc
+            if len(self._grammars) >= 16:
+                self._grammars.pop(next(iter(self._grammars)))
+            self._grammars[schema] = grammar
+        return grammar
+
     def _run(self, llama: Llama, prompt: list[int], budget: int, sampling: Sampling,
-             on_token: TokenSink, ignore_eos: bool) -> GenerationResult:
+             on_token: TokenSink, ignore_eos: bool, grammar: Any = None) -> GenerationResult:
         decoder = Utf8Reassembler()
         finish: FinishReason = "length"
         n_generated = 0
@@ -225,6 +247,7 @@ class LlamaCppRuntime:
             mirostat_mode=sampling.mirostat,
             mirostat_tau=sampling.mirostat_tau,
             mirostat_eta=sampling.mirostat_eta,
+            grammar=grammar,
         )
         try:
             while n_generated < budget:

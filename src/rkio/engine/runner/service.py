@@ -239,7 +239,9 @@ class RunnerService:
         memory = measure(perf.memory_usage_mb if perf is not None else None,
                          available_drop=self._drop.sample())
         self._drop.freeze()
-        writer.send(Done(finish, prompt_tokens(params, perf, runtime), count, perf, memory, result.outputs))
+        matched = scanner.matched if scanner is not None and cut == "stop" else None
+        writer.send(Done(finish, prompt_tokens(params, perf, runtime), count, perf, memory, result.outputs,
+                         matched))
 
     def _call(self, command: Call) -> None:
         runtime = self._runtime
