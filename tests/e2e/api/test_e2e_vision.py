@@ -77,3 +77,30 @@ def test_ollama_chat_and_generate_with_images(server: LiveServer) -> None:
         client.chat(model="sim-vl", messages=[{"role": "user", "content": "x",
                                               "images": [base64.b64encode(b"text").decode()]}])
     assert info.value.status_code == 400
+
+
+def image_block(image: bytes, media: str = "image/png") -> dict[str, object]:
+    return {"type": "image", "source": {"type": "base64", "media_type": media, "data": b64(image)}}
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def test_anthropic_image_blocks_in_consecutive_turns(server: LiveServer) -> None:
+    import anthropic
+
+    client = anthropic.Anthropic(base_url=server.url, api_key="unused", max_retries=0)
+    turn1 = [{"role": "user", "content": [image_block(RED), {"type": "text", "text": "what [[n=30]]"}]}]
+    first = client.messages.create(model="sim-vl", max_tokens=64, messages=turn1)  # type: ignore[arg-type]
+    answer1 = "".join(b.text for b in first.content if b.type == "text")
+    assert len(words(answer1)) == 1
+    turn2 = [*turn1, {"role": "assistant", "content": answer1},
+             {"role": "user", "content": [image_block(GREEN, "image/jpeg"), image_block(BLUE),
+                                          {"type": "text", "text": "and these [[n=80]]"}]}]
+    second = client.messages.create(model="sim-vl", max_tokens=128, messages=turn2)  # type: ignore[arg-type]
+    answer2 = "".join(b.text for b in second.content if b.type == "text")
+    assert len(words(answer2)) == 3 and words(answer2)[0] == words(answer1)[0]  # the history's, then the new
+    with pytest.raises(anthropic.BadRequestError):
+        client.messages.create(model="sim-vl", max_tokens=8, messages=[  # type: ignore[list-item]
+            {"role": "user", "content": [image_block(b"not a picture"), {"type": "text", "text": "x"}]}])
