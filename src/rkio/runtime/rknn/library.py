@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from rkio.errors import LoadFailed
+from rkio.runtime import library_search
 from rkio.runtime.rknn import layouts
 
 LIBRARY_ENV = "RKIO_RKNN_LIB"
 LIBRARY_NAME = "librknnrt.so"
-SEARCH_DIRS = ("/usr/lib", "/usr/local/lib", "/usr/lib/aarch64-linux-gnu", "./lib")
+SEARCH_DIRS = library_search.SEARCH_DIRS
 SUPPORTED_MAJOR = 2
 _VERSION = re.compile(r"(\d+)\.(\d+)\.(\d+)")
 
@@ -56,15 +57,7 @@ class RknnLibrary:
 
 
 def find_library() -> Path | None:
-    explicit = os.environ.get(LIBRARY_ENV)
-    if explicit:
-        path = Path(explicit)
-        return path if path.is_file() else None
-    for directory in SEARCH_DIRS:
-        candidate = Path(directory) / LIBRARY_NAME
-        if candidate.is_file():
-            return candidate
-    return None
+    return library_search.find_library(LIBRARY_ENV, LIBRARY_NAME, SEARCH_DIRS)
 
 
 def check_layouts(reported: str | None) -> None:
