@@ -43,6 +43,7 @@ class Feature(StrEnum):
     TOKEN_INPUT = "token input"
     EMBED_INPUT = "embedding input"
     MULTIMODAL_INPUT = "multimodal input"
+    MULTIPLE_IMAGES = "several images per multimodal input"
     ROLE = "input role"
     ENABLE_THINKING = "enable_thinking"
     KEEP_HISTORY = "keep_history"

@@ -104,3 +104,24 @@ async def test_an_encoder_that_cannot_init_fails_the_load_with_its_reason(models
     engine = await engines()
     reply = await ask(engine, "vl", chat(("look", (png((5, 5, 5)),))))
     assert reply.error is not None and "rknn_init failed" in reply.error.message
+
+
+@pytest.mark.parametrize("flavour", ["1.1.4", "1.2.0", "1.3.0"])
+async def test_images_reach_the_model_on_every_multimodal_layout(models: SimModels, engines: EngineFactory,
+                                                                 monkeypatch: pytest.MonkeyPatch,
+                                                                 flavour: str) -> None:
+    # 1.1 / 1.2.0: {prompt, image_embed, n_image_tokens}; 1.2.1+: + n_image and size; 1.3.0: nested image
+    # and video structs with the image tags per run (rkllm-runtime.md §1.1 struct table)
+    monkeypatch.setenv("RKIO_RKLLM_LIB", str(simkit.sim_library(flavour)))
+    monkeypatch.setenv("RKIO_RKLLM_ABI", flavour)
+    add_vision_model(models.root, "vl")
+    engine = await engines()
+    red, blue = png((255, 0, 0)), png((0, 0, 255))
+    words = [set(IMAGE_WORD.findall((await ask(engine, "vl", chat(("what", (img,))))).text))
+             for img in (red, blue, red)]
+    assert len(words[0]) == 1 and words[0] == words[2] != words[1]
+    both = await ask(engine, "vl", chat(("two", (red, blue))))
+    if flavour == "1.3.0":
+        assert len(set(IMAGE_WORD.findall(both.text))) == 2
+    else:  # one image per input before 1.2.1b1: both go in as one (reported as "separate images")
+        assert both.error is None and len(set(IMAGE_WORD.findall(both.text))) == 1

@@ -66,7 +66,7 @@ def test_a_conversation_about_one_picture_encodes_it_once() -> None:
     for messages in turns:
         gen = RunnerGeneration(GenerateParams(), messages=messages)
         params = vision.to_multimodal(GenerateParams(prompt="<image> p"), gen, enc,
-                                      frozenset({Feature.MULTIMODAL_INPUT}))
+                                      frozenset({Feature.MULTIMODAL_INPUT, Feature.MULTIPLE_IMAGES}))
         assert params.prompt is None and params.multimodal is not None
         inputs.append(params.multimodal)
     assert len(fake.calls) == 2 and enc.encoded == 2  # red once, blue once
@@ -80,3 +80,15 @@ def test_text_only_requests_stay_prompts() -> None:
     features = frozenset({Feature.MULTIMODAL_INPUT})
     params = vision.to_multimodal(GenerateParams(prompt="hi"), gen, enc, features)
     assert params.prompt == "hi" and not fake.calls
+
+
+def test_before_1_2_1b1_several_images_go_in_as_one() -> None:
+    enc, _ = make()
+    gen = RunnerGeneration(GenerateParams(), messages=(
+        ChatMessage("user", "two", images=(picture(1), picture(2))),))
+    params = vision.to_multimodal(GenerateParams(prompt="<image><image>two"), gen, enc,
+                                  frozenset({Feature.MULTIMODAL_INPUT}))
+    assert params.multimodal is not None
+    assert (params.multimodal.prompt, params.multimodal.n_image, params.multimodal.n_image_tokens) == (
+        "<image>two", 1, 4)
+    assert len(params.multimodal.image_embed) == 16  # both images' rows

@@ -155,9 +155,18 @@ def to_multimodal(params: GenerateParams, gen: RunnerGeneration, vision: VisionE
         raise InvalidRequest("this runtime takes no multimodal input")
     rows = b"".join(vision.embedding(image, f"image {i + 1}") for i, image in enumerate(images))
     spec = vision.spec
-    multimodal = MultimodalInput(prompt=params.prompt, image_embed=rows, n_image_tokens=vision.image_tokens,
-                                 n_image=len(images), image_width=vision.width,
-                                 image_height=vision.height, image_start=spec.image_start,
+    prompt, tokens, n_image = params.prompt, vision.image_tokens, len(images)
+    if n_image > 1 and Feature.MULTIPLE_IMAGES not in features:
+        # before 1.2.1b1 an input holds one image: the images go in as one, their rows back to back at the
+        # first placeholder (the gateway reports "separate images" as not applied, rkio.engine.run_plan)
+        at = prompt.find(IMAGE_PLACEHOLDER)
+        if at >= 0:
+            end = at + len(IMAGE_PLACEHOLDER)
+            prompt = prompt[:end] + prompt[end:].replace(IMAGE_PLACEHOLDER, "")
+        tokens, n_image = tokens * n_image, 1
+    multimodal = MultimodalInput(prompt=prompt, image_embed=rows, n_image_tokens=tokens, n_image=n_image,
+                                 image_width=vision.width, image_height=vision.height,
+                                 image_start=spec.image_start,
                                  image_end=spec.image_end, image_content=spec.image_content)
     return replace(params, prompt=None, multimodal=multimodal)
 
