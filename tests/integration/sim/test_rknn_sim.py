@@ -38,7 +38,10 @@ except Exception as exc:
 out["info"] = [enc.info.height, enc.info.image_tokens, enc.info.embed_dim, enc.info.api_version]
 out["state"] = open(sys.argv[5]).read()
 side = enc.info.height
+import time
+started = time.monotonic()
 rows = [enc.encode(bytes([v]) * (3 * side * side), TENSOR_UINT8, True) for v in images]
+out["seconds"] = time.monotonic() - started
 out["embeddings"] = [hashlib.sha256(r).hexdigest() for r in rows]
 enc.close()
 out["after_close"] = open(sys.argv[5]).read()
@@ -109,3 +112,9 @@ def test_init_failure_is_a_load_error(tmp_path: Path) -> None:
 def test_a_segfault_in_run_kills_the_process(tmp_path: Path) -> None:
     proc = run_child(tmp_path, encoder_file(tmp_path / "v.rknn", fault="run_segv"), [1])
     assert proc.returncode == -signal.SIGSEGV
+
+
+def test_each_run_takes_the_configured_time_per_image(tmp_path: Path) -> None:
+    # image_ms is a sleep inside rknn_run: a lower bound, whatever the machine's load
+    out = result(run_child(tmp_path, encoder_file(tmp_path / "v.rknn", image_ms=150), [1, 2]))
+    assert float(out["seconds"]) >= 0.3  # type: ignore[arg-type]
