@@ -7,6 +7,7 @@
 
 #include "handle.h"
 #include "kv_context.h"
+#include "multimodal.h"
 #include "npu_buffers.h"
 #include "npu_memory.h"
 #include "reply.h"
@@ -48,10 +49,12 @@ static int count_ws_words(const char* s) {
 static char* build_prompt(sim_handle* h, const RKLLMInput* in, sim_prompt* p, int* extra_tokens) {
     *extra_tokens = 0;
     const char* text = NULL;
+    char* multimodal_text = NULL;
     switch (in->input_type) {
     case RKLLM_INPUT_PROMPT: text = in->prompt_input; break;
     case RKLLM_INPUT_MULTIMODAL:
-        text = in->multimodal_input.prompt;
+        multimodal_text = sim_multimodal_prompt(&in->multimodal_input, h->model.embd_size);
+        text = multimodal_text;
 #if SIM_ABI >= 130
         *extra_tokens = (int)(in->multimodal_input.image.n_image_tokens +
                               in->multimodal_input.video.n_frame_tokens * in->multimodal_input.video.n_video);
@@ -94,6 +97,7 @@ static char* build_prompt(sim_handle* h, const RKLLMInput* in, sim_prompt* p, in
     sb_puts(&sb, post);
     h->system_tokens = count_ws_words(sys);
     pthread_mutex_unlock(&h->lock);
+    free(multimodal_text);
     char* templated = sb_take(&sb);
     sim_prompt_parse(templated, p);
     return templated;

@@ -100,6 +100,7 @@ class Settings(BaseSettings):
     reserved_domains: Annotated[tuple[Domain, ...], BeforeValidator(_items)] = ()  # e.g. for RKNN vision
     cors_origins: Names = ()
     max_body_bytes: Annotated[Size, Field(ge=1)] = 8 << 20
+    image_urls: bool = False  # fetch http(s) image URLs in OpenAI requests (off: only data URLs)
     default_model: str | None = None
     log_level: Annotated[LogLevel, BeforeValidator(_lower)] = LogLevel.INFO
     npu_lock: UserPath | None = None  # None = rkio.engine.npu_lock.default_lock_path()

@@ -32,6 +32,7 @@ from rkio.api.engine_request import (
     with_system_text,
 )
 from rkio.api.errors import BadParameter
+from rkio.api.image_urls import fetch_image_urls
 from rkio.api.openai_schema import ChatCompletionRequest, ChatMessageIn, CompletionRequest, SamplingFields
 from rkio.api.openai_stream import (
     ChatStreamEncoder,
@@ -122,6 +123,7 @@ class OpenAIRoutes:
             raise BadParameter("logprobs are not supported", "logprobs")
         think = thinking_requested(req)
         tools, tool_instruction = _tools(req)
+        await fetch_image_urls(req.messages, self.settings.image_urls)
         messages = chat_messages(req.messages)
         fmt = req.response_format
         output = openai_format(fmt.type, fmt.json_schema) if fmt is not None else None

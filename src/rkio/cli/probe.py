@@ -64,6 +64,9 @@ def register(subparsers: Any) -> None:
                         "replies exactly as a fresh prefill (greedy), and the prefill it saves")
     p.add_argument("--out", type=Path,
                    help="directory for probe.json and probe.md (default ./rkio-probe-TIME)")
+    p.add_argument("--vision", type=Path, metavar="FOLDER",
+                   help="a vision model folder (.rkllm + .rknn): the encoder + LLM co-load experiment and "
+                        "the consecutive-images check (with --simulate: 'sim' makes a simulated one)")
     sim = p.add_argument_group("simulator (reproduces the analysis' experiments without a board)")
     sim.add_argument("--simulate", choices=FLAVOURS, metavar="FLAVOUR",
                      help=f"run against sim/ built as FLAVOUR ({', '.join(FLAVOURS)})")
@@ -97,7 +100,43 @@ def run(args: argparse.Namespace) -> int:
         lock = None if args.simulate else args.npu_lock or Settings.load().npu_lock
         if not args.simulate and claim_npu(stack, lock, "rkio probe") is None:
             return 1
+        if args.vision is not None:
+            return _probe_vision(args)
         return _probe(args, modes)
+
+
+def _probe_vision(args: argparse.Namespace) -> int:
+    import json
+
+    from rkio.probe import vision
+
+    env: dict[str, str] | None = None
+    folder = Path(args.vision)
+    if args.simulate:
+        work = Path(tempfile.mkdtemp(prefix="rkio-probe-"))
+        library = sim_library(args.simulate)
+        env = sim_environment(library, work / "sim-state", parse_size(args.sim_ram), args.sim_overcommit,
+                              npu_memory=args.sim_npu_memory)
+        env["RKIO_RKNN_LIB"] = str(library.parent.parent / "rknn" / "librknnrt.so")
+        if str(args.vision) == "sim":
+            folder = vision.sim_vision_model(work / "sim-vl")
+    if not folder.is_dir():
+        print(f"rkio probe: --vision {folder} is not a folder", file=sys.stderr)
+        return 2
+    try:
+        report = vision.probe_vision(folder, env, timeout=args.timeout, ctx=args.ctx,
+                                     log=lambda line: print(f"  {line}", file=sys.stderr))
+    except ValueError as exc:
+        print(f"rkio probe: {exc}", file=sys.stderr)
+        return 2
+    out = args.out or Path(f"rkio-probe-vision-{time.strftime('%Y%m%d-%H%M%S')}")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "vision.json").write_text(json.dumps(report, indent=2))
+    text = vision.summary(report)
+    (out / "vision.md").write_text(text)
+    print(text)
+    print(f"report: {out / 'vision.json'}, summary: {out / 'vision.md'}")
+    return 0
 
 
 def _probe(args: argparse.Namespace, modes: tuple[PairMode, ...]) -> int:

@@ -19,7 +19,8 @@ from rkio.engine.types import GenerationRequest, ModelSpec, RuntimeCall
 from rkio.engine.watchdog import Watchdog
 from rkio.errors import InvalidRequest, RkioError, RunnerCrashed, RuntimeFailure
 
-OPS = ("load_lora", "get_kv_cache_size", "clear_kv_cache")
+# and a vision model's encoder calls (rkio.engine.runner.vision.perform)
+OPS = ("load_lora", "get_kv_cache_size", "clear_kv_cache", "encode_image", "rknn_query", "rknn_run")
 
 
 def call_args(call: RuntimeCall, models_dir: Path) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from rkio.engine import leases, planner, sampling_groups
 from rkio.engine.effects import GrantResult
 from rkio.engine.ledger import ModelEntry, Running, Waiter
-from rkio.engine.types import Loading, Queued
+from rkio.engine.types import Loading, ModelSpec, Queued
 from rkio.errors import InsufficientMemory, InvalidRequest, QueueTimeout
 
 if TYPE_CHECKING:
@@ -150,7 +150,8 @@ def _reinit(s: Scheduler, entry: ModelEntry) -> bool | None:
     ctx = max(w.need_ctx for w in queue)
     nbytes, _ = s.footprint(entry.spec, ctx)
     others = [_resident(s, e, queue[0].seq) for e in s.models.values() if e is not entry]
-    need = planner.Need(entry.name, nbytes, entry.npu, entry.spec.base_domain_id)
+    need = planner.Need(entry.name, nbytes, entry.npu, entry.spec.base_domain_id,
+                        encoder_bytes(entry.spec))
     plan = planner.plan_admission(need, others, s.config.budget, s.config.reserved_domains)
     if isinstance(plan, planner.Reject):
         too_big = [w for w in queue if w.need_ctx > entry.ctx]
@@ -181,7 +182,7 @@ def _start_load(s: Scheduler, now: float) -> None:
             or sampling_groups.load_spec(queue)
         ctx = max(w.need_ctx for w in queue)
         nbytes, learned = s.footprint(spec, ctx)
-        need = planner.Need(model, nbytes, spec.runtime == "rkllm", spec.base_domain_id)
+        need = planner.Need(model, nbytes, spec.runtime == "rkllm", spec.base_domain_id, encoder_bytes(spec))
         residents = [_resident(s, e, seq) for e in s.models.values()]
         plan = planner.plan_admission(need, residents, s.config.budget, s.config.reserved_domains)
         if isinstance(plan, planner.Admit):
@@ -234,4 +235,9 @@ def _resident(s: Scheduler, e: ModelEntry, before_seq: int) -> planner.Resident:
     """The planner's view of a runner; ``demand``: requests queued for it ahead of ``before_seq``."""
     demand = any(w.seq < before_seq for w in s.queues.get(e.name, ()))
     return planner.Resident(e.name, e.bytes, e.state, e.last_used, e.base_domain, e.spec.pinned,
-                            s._leases_on(e.name), demand)
+                            s._leases_on(e.name), demand, encoder_bytes(e.spec))
+
+
+def encoder_bytes(spec: ModelSpec) -> int:
+    """NPU memory of a vision model's RKNN encoder (0 for a text model)."""
+    return spec.vision.encoder_bytes if spec.vision is not None else 0

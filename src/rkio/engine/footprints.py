@@ -74,9 +74,11 @@ class FootprintStore:
         """
         figure = self.figures.get(footprint_key(spec, max_context_len))
         estimate = estimate_footprint(spec.size_bytes, max_context_len)
+        # a vision model's encoder comes on top: the LLM's measures do not include librknnrt's buffers
+        encoder = spec.vision.encoder_bytes if spec.vision is not None else 0
         if figure is not None and (figure.covers_npu or spec.runtime != "rkllm"):
-            return max(figure.bytes, spec.size_bytes), True
-        return max(estimate, figure.bytes if figure is not None else 0), False
+            return max(figure.bytes, spec.size_bytes) + encoder, True
+        return max(estimate, figure.bytes if figure is not None else 0) + encoder, False
 
     def learn(self, spec: ModelSpec, max_context_len: int, memory: RunnerMemory) -> None:
         """Record a runner's report after a generation, noting whether it covers the NPU buffers."""

@@ -4,6 +4,8 @@ The scheduler describes what is resident (``Resident``) and what it wants to loa
 ``plan_admission`` answers with one of ``Admit`` / ``Evict`` / ``Wait`` / ``Reject``. Rules, in order:
 
 1. The target fits the budget (and, for NPU models, a domain window) next to everything resident: Admit.
+   A vision model's RKNN encoder (``encoder_bytes``, part of ``bytes``) must fit in domain 0, where
+   librknnrt always allocates (rkllm-runtime.md §2.2, #195, #262), and its LLM is placed at base 1 or above.
 2. Otherwise count the runners already stopping as freed, then evict idle models in LRU order (oldest
    ``last_used`` first, then name) until it fits: Evict(victims), or Wait when the stopping ones suffice.
    Never evicted: busy, loading, pinned or leased models, and models with requests queued ahead of
@@ -29,6 +31,7 @@ ResidentState = Literal["loading", "idle", "busy", "stopping"]
 KV_BASE_BYTES_PER_TOKEN = 64 << 10
 KV_BYTES_PER_TOKEN_PER_GIB = 32 << 10
 RUNTIME_BUFFER_BYTES = 256 * MiB  # rkllm's own working buffers, plus 10 % of the file below
+ENCODER_DOMAIN = 0  # librknnrt cannot choose an IOMMU domain
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +44,7 @@ class Resident:
     pinned: bool = False
     leases: int = 0
     demand: bool = False  # requests queued for it ahead of the target
+    encoder_bytes: int = 0  # of ``bytes``: a vision model's RKNN encoder, which lives in domain 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +53,7 @@ class Need:
     bytes: int
     npu: bool = True
     pinned_domain: int | None = None
+    encoder_bytes: int = 0  # of ``bytes``: a vision model's RKNN encoder, which must fit in domain 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,8 +114,20 @@ def _fit(
         return False, None
     if not need.npu:
         return True, None
-    used = domains.occupancy((r.base_domain, r.bytes) for r in kept if r.base_domain is not None)
-    base = domains.place(need.bytes, used, reserved, need.pinned_domain)
+    placed = [(r.base_domain, r.bytes - r.encoder_bytes) for r in kept if r.base_domain is not None]
+    placed += [(ENCODER_DOMAIN, r.encoder_bytes) for r in kept
+               if r.base_domain is not None and r.encoder_bytes]
+    used = domains.occupancy(placed)
+    if not need.encoder_bytes:
+        base = domains.place(need.bytes, used, reserved, need.pinned_domain)
+        return base is not None, base
+    if used[ENCODER_DOMAIN] + need.encoder_bytes > domains.WINDOW_BYTES:
+        return False, None
+    with_encoder = list(used)
+    with_encoder[ENCODER_DOMAIN] += need.encoder_bytes
+    # the LLM never shares domain 0 with the encoder: #195's encoder failed after the LLM filled it
+    base = domains.place(need.bytes - need.encoder_bytes, with_encoder, {*reserved, ENCODER_DOMAIN},
+                         need.pinned_domain)
     return base is not None, base
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from rkio.engine.types import ModelSpec, RuntimeKind
+from rkio.engine.vision_spec import VisionSpec, parse_vision
 from rkio.errors import LoadFailed, ModelNotFound
 from rkio.runtime.base import LoadParams, Sampling
 from rkio.units import parse_duration
@@ -141,6 +142,7 @@ class ModelConfig:
     sampling: dict[str, Any] = field(default_factory=dict)
     spec: dict[str, Any] = field(default_factory=dict)
     lora: tuple[tuple[str, str, float], ...] = ()
+    vision: VisionSpec | None = None
 
 
 def parse_config(text: str, where: Path, models_dir: Path) -> ModelConfig:
@@ -168,6 +170,12 @@ def parse_config(text: str, where: Path, models_dir: Path) -> ModelConfig:
         if key == "lora":
             config = replace(config, lora=_lora(value, where, models_dir))
             continue
+        if key == "vision":
+            try:
+                config = replace(config, vision=parse_vision(value, where.parent, models_dir))
+            except ValueError as exc:
+                raise ModelConfigError(f"{where}: vision.{exc}") from exc
+            continue
         for table, checks in ((config.sampling, SAMPLING_KEYS), (config.load, LOAD_KEYS),
                               (config.spec, SPEC_KEYS)):
             if key in checks:
@@ -177,7 +185,7 @@ def parse_config(text: str, where: Path, models_dir: Path) -> ModelConfig:
                     raise ModelConfigError(f"{where}: {key}: {exc}") from exc
                 break
         else:
-            known = ", ".join(sorted([*SAMPLING_KEYS, *LOAD_KEYS, *SPEC_KEYS, "lora", "sampling"]))
+            known = ", ".join(sorted([*SAMPLING_KEYS, *LOAD_KEYS, *SPEC_KEYS, "lora", "sampling", "vision"]))
             raise ModelConfigError(f"{where}: {key}: unknown key (known keys: {known})")
     return config
 
@@ -220,7 +228,7 @@ def build_spec(name: str, path: Path, st: os.stat_result, config: ModelConfig) -
     load = LoadParams(model_path=str(path), sampling=Sampling(**config.sampling), **load_values)
     return ModelSpec(
         name=name, path=str(path), runtime=EXTENSIONS[path.suffix], size_bytes=st.st_size,
-        mtime_ns=st.st_mtime_ns, load=load, lora_adapters=config.lora, **config.spec,
+        mtime_ns=st.st_mtime_ns, load=load, lora_adapters=config.lora, vision=config.vision, **config.spec,
     )
 
 

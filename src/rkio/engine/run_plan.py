@@ -22,6 +22,7 @@ from rkio.runtime.base import Feature, GenerateParams
 from rkio.runtime.fit import SAMPLING, fit_to_runtime
 
 IMAGES = "images"
+SEPARATE_IMAGES = "separate images"  # several images go in as one before rkllm 1.2.1b1
 
 SamplingSource = Literal["request", "loaded", "reinit"]
 """``request``: applied per run; ``loaded``: the model's loaded sampling applies (the request gave none,
@@ -97,9 +98,12 @@ def plan_for(spec: ModelSpec, gen: RunnerGeneration, features: frozenset[str] | 
              runtime: str | None = None) -> RunPlan:
     """``plan_generation`` with the runtime's features given."""
     plan = plan_run(spec, gen.params, rendered=gen.messages is not None, features=features, runtime=runtime)
-    if any(message.images for message in gen.messages or ()):
-        # chat images are accepted but no runner passes them to a vision encoder yet: the text runs alone
+    n_images = sum(len(message.images) for message in gen.messages or ())
+    if spec.vision is None and n_images:
+        # a text model ignores images visibly: the text runs alone, and the reply says images were left out
         plan = replace(plan, not_applied=(*plan.not_applied, IMAGES))
+    elif n_images > 1 and features is not None and Feature.MULTIPLE_IMAGES.value not in features:
+        plan = replace(plan, not_applied=(*plan.not_applied, SEPARATE_IMAGES))
     return plan
 
 

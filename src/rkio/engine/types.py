@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from rkio.engine.vision_spec import VisionSpec
 from rkio.runtime.base import (
     ChatMessage,
     ChatTemplateOverride,
@@ -72,6 +73,7 @@ class ModelSpec:
     rerank_yes_token: int | None = None  # a reranker's "yes" / "no" token ids (scored from the logits)
     rerank_no_token: int | None = None
     rerank_template: str | None = None  # the reranker's prompt with {query} and {document}
+    vision: VisionSpec | None = None  # model.toml [vision]: the model's RKNN image encoder
 
 
 # ---------------------------------------------------------------------------------------------- requests
@@ -120,7 +122,8 @@ class HandleState:
     clear_kv: bool = False
 
 
-RuntimeOp = Literal["load_lora", "get_kv_cache_size", "clear_kv_cache"]
+RuntimeOp = Literal["load_lora", "get_kv_cache_size", "clear_kv_cache",
+                    "encode_image", "rknn_query", "rknn_run"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +132,9 @@ class RuntimeCall:
 
     ``args``: load_lora ``{lora_adapter_path, lora_adapter_name, scale}`` (the path relative to the
     models directory), get_kv_cache_size ``{}``, clear_kv_cache ``{keep_system_prompt, ranges?}`` with
-    ``ranges`` a list of ``[start, end)`` pairs, one per batch.
+    ``ranges`` a list of ``[start, end)`` pairs, one per batch; a vision model's encoder calls
+    (``rkio.engine.runner.vision.perform``): encode_image ``{image}``, rknn_query ``{}``,
+    rknn_run ``{tensor, type, channels_last}``.
     """
 
     op: RuntimeOp

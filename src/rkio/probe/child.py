@@ -11,6 +11,7 @@ Requests (``slot`` names a handle; two slots in one child is the "two handles in
     {"op": "generate", "slot": "a", "prompt": "hello"}
     {"op": "destroy", "slot": "a"}
     {"op": "exit"}
+    and a vision model's encoder ops (``rkio.probe.vision_child``): encoder_load, generate_image
 Replies: {"ok": true, ...} or {"ok": false, "error": "..."}; a crash shows up as the child's exit status.
 """
 
@@ -22,6 +23,7 @@ import resource
 import sys
 from typing import IO, Any
 
+from rkio.probe import vision_child
 from rkio.runtime.base import GenerateParams, LoadParams, Runtime, Sampling, Token
 
 GREEDY = Sampling(top_k=1, top_p=1.0, temperature=1.0, repeat_penalty=1.0)
@@ -46,10 +48,13 @@ class Child:
 
     def __init__(self) -> None:
         self.handles: dict[str, Runtime] = {}
+        self.encoders: dict[str, Any] = {}  # RKNN encoders by slot (rkio.probe.vision_child)
 
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         op = request.get("op")
         slot = str(request.get("slot", "a"))
+        if op in vision_child.OPS:
+            return vision_child.handle(self.handles, self.encoders, request)
         if op == "load":
             runtime = _open_runtime(request.get("library"), request.get("abi"))
             runtime.load(
@@ -99,6 +104,8 @@ def serve(requests: IO[str], replies: IO[str]) -> None:
             reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
         replies.write(json.dumps(reply) + "\n")
         replies.flush()
+    for encoder in child.encoders.values():
+        encoder.close()
     for runtime in child.handles.values():
         # Destroy explicitly so the NPU memory is returned before the next step's load, not at exit.
         runtime.destroy()

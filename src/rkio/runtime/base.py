@@ -43,6 +43,7 @@ class Feature(StrEnum):
     TOKEN_INPUT = "token input"
     EMBED_INPUT = "embedding input"
     MULTIMODAL_INPUT = "multimodal input"
+    MULTIPLE_IMAGES = "several images per multimodal input"
     ROLE = "input role"
     ENABLE_THINKING = "enable_thinking"
     KEEP_HISTORY = "keep_history"
@@ -129,6 +130,10 @@ class LoadParams:
     ignore_eos_token: bool = False
     is_async: bool = False
     n_threads: int = 0  # CPU backends; 0 = backend default
+    # a vision model's image tags; RKLLMParam.img_* before rkllm 1.3.0, per run (MultimodalInput) since
+    img_start: str = ""
+    img_end: str = ""
+    img_content: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +150,10 @@ class MultimodalInput:
     n_image: int = 1
     image_width: int = 0
     image_height: int = 0
+    # the model's image tags, taken per run by rkllm 1.3.0 (older runtimes take LoadParams.img_*)
+    image_start: str = ""
+    image_end: str = ""
+    image_content: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 
 import simkit
+from simkit.vision import add_vision_model, sim_rknn_library
 
 LAST_MESSAGE_TEMPLATE = "{{ messages[-1]['content'] }}"  # the sim then echoes exactly the last message
 
@@ -47,6 +48,7 @@ def make_models(models: Path) -> None:
     (models / "sim-echo" / "model.toml").write_text(
         f'chat_template = "{LAST_MESSAGE_TEMPLATE}"\nmax_context_len = 512\n')
     simkit.make_model(models / "sim-slow" / "sim-slow.rkllm", 32 << 20, token_us=20000)
+    add_vision_model(models, "sim-vl", llm_bytes=32 << 20)  # the .rkllm, its .rknn encoder, [vision]
 
 
 def launch(home: Path, sim_lib: Path, flavour: str, *flags: str) -> LiveServer:
@@ -54,6 +56,7 @@ def launch(home: Path, sim_lib: Path, flavour: str, *flags: str) -> LiveServer:
     make_models(home / "models")
     port = free_port()
     env = {**os.environ, "RKIO_RKLLM_LIB": str(sim_lib), "RKIO_RKLLM_ABI": flavour,
+           "RKIO_RKNN_LIB": str(sim_rknn_library()),
            "RKIO_HOME": str(home),
            "RKLLM_SIM_STATE": str(home / "sim-state"), "RKLLM_SIM_TOKEN_US": "0",
            "RKLLM_SIM_PREFILL_US": "0", "RKLLM_SIM_INIT_MS": "0"}

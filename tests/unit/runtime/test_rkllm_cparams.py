@@ -132,10 +132,25 @@ def test_multimodal_input_uses_the_generation_layout(generation: Generation) -> 
     assert (image.n_image_tokens, image.image_width, image.image_height) == (2, 448, 336)
 
 
-def test_image_size_cannot_be_expressed_before_1_2_1b1() -> None:
-    value = MultimodalInput(prompt="p", image_embed=b"\0" * 8, n_image_tokens=1, image_width=10)
+def test_several_images_cannot_be_expressed_before_1_2_1b1() -> None:
+    value = MultimodalInput(prompt="p", image_embed=b"\0" * 16, n_image_tokens=1, n_image=2)
     with pytest.raises(Unsupported, match=r"rkllm-1\.2\.0"):
         marshaller(Generation.V1_2_0).run(GenerateParams(multimodal=value), LOAD)
+
+
+def test_one_image_runs_before_1_2_1b1_whose_input_has_no_image_size() -> None:
+    # the size is the encoder's, which the runtime knows; the 1.1 / 1.2.0 struct has no field for it
+    value = MultimodalInput(prompt="<image>p", image_embed=b"\0" * 8, n_image_tokens=1, image_width=10)
+    run = marshaller(Generation.V1_2_0).run(GenerateParams(multimodal=value), LOAD)
+    assert run.input.multimodal_input.n_image_tokens == 1
+
+
+@pytest.mark.parametrize("generation", [Generation.V1_3_0])
+def test_image_tags_go_in_the_per_run_image_struct_from_1_3_0(generation: Generation) -> None:
+    value = MultimodalInput(prompt="<image>p", image_embed=b"\0" * 8, n_image_tokens=1,
+                            image_start="<s>", image_end="</s>", image_content="<pad>")
+    image = marshaller(generation).run(GenerateParams(multimodal=value), LOAD).input.multimodal_input.image
+    assert (image.image_start, image.image_end, image.image_content) == (b"<s>", b"</s>", b"<pad>")
 
 
 def test_generation_with_several_batches_is_refused() -> None:
@@ -154,3 +169,10 @@ def test_logits_mode_is_unsupported_before_1_2_0_but_hidden_is_not() -> None:
     assert v11.run(GenerateParams(prompt="x", mode="hidden"), LOAD).infer.mode == 1
     with pytest.raises(Unsupported, match=r"logits output is not supported by runtime rkllm-1\.1"):
         v11.run(GenerateParams(prompt="x", mode="logits"), LOAD)
+
+
+def test_image_tags_go_in_rkllm_param_before_1_3_0() -> None:
+    m = marshaller(Generation.V1_2_1)
+    load = LoadParams("/m", img_start="<s>", img_end="</s>", img_content="<pad>")
+    param = m.load_param(m.layout.param(), load)
+    assert (param.img_start, param.img_end, param.img_content) == (b"<s>", b"</s>", b"<pad>")

@@ -62,7 +62,7 @@ IGNORED_SLOTS = frozenset({"handle", "callback", "userdata"})
 
 def canonical_method(name: str) -> str | None:
     """``rkllm.<fn>`` for any of the three spellings, the ``rkio.*`` names as they are, else None."""
-    if name in RKIO_METHODS:
+    if name in RKIO_METHODS or name.startswith(("image.", "rknn.")):  # nano's vision methods, as they are
         return name
     for prefix in ("rkllm.", "rkllm_", ""):
         if name.startswith(prefix):

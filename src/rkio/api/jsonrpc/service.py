@@ -28,6 +28,7 @@ from rkio.api.jsonrpc.transports.lines import serve_connection
 from rkio.api.jsonrpc.transports.sockets import remove_socket, start_tcp, start_unix
 from rkio.api.jsonrpc.transports.udp import UdpProtocol, start_udp
 from rkio.api.jsonrpc.transports.web import WebTransports
+from rkio.api.jsonrpc.vision_methods import VisionMethods
 from rkio.config import Settings
 from rkio.engine.types import Engine
 from rkio.units import parse_size
@@ -60,6 +61,7 @@ class RpcService:
         handlers = {
             **HighLevelMethods(engine).handlers(),
             **RkllmMethods(engine, settings).handlers(),
+            **VisionMethods(engine, settings).handlers(),
         }
         self.dispatcher = Dispatcher(
             handlers,

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from rkio.engine.runner import calls, chat_turn, handle_state, prefix_cache
+from rkio.engine.runner import calls, chat_turn, handle_state, prefix_cache, vision
 from rkio.engine.runner.frames import (
     Abort,
     Call,
@@ -80,6 +80,7 @@ class RunnerService:
         self._aborted = False
         self._markers = 0
         self._drop = LoadDrop()  # what the load took from the machine (see LoadDrop)
+        self._vision: vision.VisionEncoder | None = None  # a vision model's image encoder
 
     # ------------------------------------------------------------------------------------------ threads
 
@@ -146,9 +147,11 @@ class RunnerService:
                                 daemon=True)
         beat.start()
         try:
+            # the encoder first: it must have domain 0 (librknnrt cannot choose), the LLM loads after it
+            self._vision = vision.open_encoder(command.spec)
             runtime = self._factory(command.spec)
             self._runtime, self._spec = runtime, command.spec
-            runtime.load(command.params)
+            runtime.load(vision.load_params(command.spec, command.params))
             self._max_context = command.params.max_context_len
             if Feature.CHAT_TEMPLATE in runtime.features:
                 # prompts arrive rendered with the model's template; the runtime must not wrap them again
@@ -180,7 +183,9 @@ class RunnerService:
         try:
             if gen.messages is not None and self._template is None:
                 self._template = model_template(runtime, spec)
-            params, stops = prepare(gen, runtime, spec, self._template)
+            placed = vision.with_placeholders(gen, self._vision)
+            params, stops = prepare(placed, runtime, spec, self._template)
+            params = vision.to_multimodal(params, placed, self._vision, runtime.features)
         except BaseException as exc:
             self._send_error(exc, default="InvalidRequest")
             return
@@ -270,7 +275,10 @@ class RunnerService:
             self._send_error(RkioError("no model loaded"), default="RuntimeFailure")
             return
         try:
-            value = calls.perform(runtime, self._holds, command.op, command.args, command.owner)
+            if command.op in vision.OPS:
+                value = vision.perform(self._vision, command.op, command.args)
+            else:
+                value = calls.perform(runtime, self._holds, command.op, command.args, command.owner)
         except BaseException as exc:
             self._send_error(exc, default="RuntimeFailure")
             return
@@ -288,6 +296,9 @@ class RunnerService:
                 runtime.destroy()
             except BaseException as exc:
                 log.error("destroying the runtime failed: %s", exc)
+        if self._vision is not None:
+            self._vision.close()
+            self._vision = None
         if notify:
             self._writer.send(Stopped())
 

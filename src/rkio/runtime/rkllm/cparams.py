@@ -80,6 +80,11 @@ class Marshaller:
         self._require(Feature.IGNORE_EOS, params.ignore_eos_token)
         if g >= Generation.V1_3_0:
             param.ignore_eos_token = params.ignore_eos_token
+        else:
+            # the image tags moved from RKLLMParam to the per-run image struct in 1.3.0
+            for name in ("img_start", "img_end", "img_content"):
+                if getattr(params, name):
+                    setattr(param, name, getattr(params, name).encode())
         return param
 
     def run(self, params: GenerateParams, load: LoadParams) -> Run:
@@ -155,13 +160,16 @@ class Marshaller:
         image = target.image if g >= Generation.V1_3_0 else target
         image.image_embed = self._floats(run, value.image_embed)
         image.n_image_tokens = value.n_image_tokens
+        if g >= Generation.V1_3_0:
+            for name in ("image_start", "image_end", "image_content"):
+                setattr(image, name, _keep(run, getattr(value, name)))
         if g >= Generation.V1_2_1B1:
             image.n_image = value.n_image
             image.image_width = value.image_width
             image.image_height = value.image_height
         else:
-            extended = value.n_image != 1 or value.image_width or value.image_height
-            self._require("multimodal n_image/image size", bool(extended))
+            # before 1.2.1b1 the input holds one image and no size (the runtime knows the encoder's size)
+            self._require("several images per multimodal input", value.n_image != 1)
 
     @staticmethod
     def _floats(run: Run, data: bytes) -> Any:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from rkio.runtime import library_search
 from rkio.runtime.rkllm.elf import NotElf, dynamic_symbols
 from rkio.runtime.rkllm.errors import AbiUndetectable, LibraryNotFound, RkllmSetupError
 from rkio.runtime.rkllm.layouts import Generation, build_layout
@@ -25,7 +26,7 @@ log = logging.getLogger(__name__)
 LIBRARY_ENV = "RKIO_RKLLM_LIB"
 ABI_ENV = "RKIO_RKLLM_ABI"
 LIBRARY_NAME = "librkllmrt.so"
-SEARCH_DIRS = ("/usr/lib", "/usr/local/lib", "/usr/lib/aarch64-linux-gnu", "./lib")
+SEARCH_DIRS = library_search.SEARCH_DIRS
 ABI_CHOICES = ("auto", "1.1", "1.2.0", "1.2.1", "1.3.0", "1.2.1b1")
 
 # released runtime versions and the generation of their header
@@ -54,15 +55,7 @@ class LibraryInfo:
 def find_library() -> Path | None:
     """``$RKIO_RKLLM_LIB`` when set (even if missing: an explicit path never falls back), else the first
     librkllmrt.so in /usr/lib, /usr/local/lib, /usr/lib/aarch64-linux-gnu, ./lib."""
-    explicit = os.environ.get(LIBRARY_ENV)
-    if explicit:
-        path = Path(explicit)
-        return path if path.is_file() else None
-    for directory in SEARCH_DIRS:
-        candidate = Path(directory) / LIBRARY_NAME
-        if candidate.is_file():
-            return candidate
-    return None
+    return library_search.find_library(LIBRARY_ENV, LIBRARY_NAME, SEARCH_DIRS)
 
 
 def require_library(library: str | os.PathLike[str] | None = None) -> Path:

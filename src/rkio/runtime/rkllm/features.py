@@ -10,6 +10,7 @@ _SINCE: dict[Feature, Generation] = {
     Feature.TOKEN_INPUT: Generation.V1_1,
     Feature.EMBED_INPUT: Generation.V1_1,
     Feature.MULTIMODAL_INPUT: Generation.V1_1,
+    Feature.MULTIPLE_IMAGES: Generation.V1_2_1B1,  # n_image arrived in the 1.2.1 beta
     Feature.LORA: Generation.V1_1,
     Feature.LAST_HIDDEN_LAYER: Generation.V1_1,
     Feature.LOGITS: Generation.V1_2_0,  # RKLLMResult.logits and RKLLM_INFER_GET_LOGITS arrived in 1.2.0
