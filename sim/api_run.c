@@ -6,8 +6,10 @@
 #include <unistd.h>
 
 #include "handle.h"
+#include "npu_jobs.h"
 #include "npu_memory.h"
 #include "reply.h"
+#include "run_faults.h"
 #include "strbuf.h"
 
 /* The template used when rkllm_set_chat_template was never called. The real runtime takes it from the
@@ -188,6 +190,8 @@ int sim_run_impl(sim_handle* h, RKLLMInput* in, RKLLMInferParam* infer, void* us
         set_finish(h, "error", 0);
         return -1;
     }
+    sim_faults faults;
+    sim_run_faults(&h->faults, templated, &faults);
     int prompt_tokens = prompt.prompt_tokens + extra;
     int cache_hit = 0;
     pthread_mutex_lock(&h->lock);
@@ -224,10 +228,11 @@ int sim_run_impl(sim_handle* h, RKLLMInput* in, RKLLMInferParam* infer, void* us
 
     /* A run that will hang is deaf to rkllm_abort from its start, so "abort before the hang point" cannot
      * race with the fault and tests see the same hang every time. */
-    int deaf = h->faults.hang_at_token >= 0 && h->faults.hang_at_token < limit;
+    int deaf = faults.hang_at_token >= 0 && faults.hang_at_token < limit;
     atomic_int never_abort = 0;
     atomic_int* abort_flag = deaf ? &never_abort : &h->abort_requested;
     long long t0 = sim_now_us();
+    sim_slow_prefill(&faults);
     int aborted = sim_sleep_us(h->prefill_us * (prompt_tokens - cache_hit), abort_flag);
     long long t1 = sim_now_us();
     pthread_mutex_lock(&h->lock);
@@ -268,15 +273,15 @@ int sim_run_impl(sim_handle* h, RKLLMInput* in, RKLLMInferParam* infer, void* us
     int paused = 0;
     sim_token tok;
     while (!aborted && generated < limit) {
-        if (generated == h->faults.hang_at_token) {
+        if (generated == faults.hang_at_token) {
             /* Fault hang_at_token: stuck inside the NPU, deaf to rkllm_abort. */
             for (;;) pause();
         }
-        if (generated == h->faults.segv_at_token) {
+        if (generated == faults.segv_at_token) {
             fflush(stderr);
             raise(SIGSEGV);
         }
-        if (generated == h->faults.exit_at_token) _exit(3);
+        if (generated == faults.exit_at_token) _exit(3);
         if (kv >= h->max_context_len) {
             finish = "context";
             break;
@@ -341,7 +346,9 @@ SIM_API int rkllm_run(LLMHandle handle, RKLLMInput* rkllm_input, RKLLMInferParam
         return -1;
     }
     atomic_store(&h->abort_requested, 0);
+    long long job = sim_npu_job_enter(h->model_path);
     int rc = sim_run_impl(h, rkllm_input, rkllm_infer_params, userdata, 0);
+    sim_npu_job_leave(job);
     atomic_store(&h->running, 0);
     return rc;
 }

@@ -64,7 +64,7 @@ unsigned long long self_start_time(void) {
     return s;
 }
 
-static int owner_alive(int pid, unsigned long long start) {
+int owner_alive(int pid, unsigned long long start) {
     unsigned long long s = 0;
     int dead = 0;
     if (proc_start_time(pid, &s, &dead) != 0) return 0;

@@ -59,6 +59,8 @@ typedef struct {
 
 long long now_ms(void);
 unsigned long long self_start_time(void);
+/* 1 when pid is running and is the process that started at start (not a zombie, not a recycled pid). */
+int owner_alive(int pid, unsigned long long start);
 void state_free(state* s);
 /* Opens and exclusively locks the state file, loads it and drops reservations of dead owners.
  * Returns the fd (to pass to state_close) or -1. */
