@@ -27,7 +27,9 @@ typedef struct {
     long long id;
     int other_pid;
     long long other_id;
+    long long other_time_ms;
     char model[PATH_MAX];
+    char other_model[PATH_MAX];
 } job_overlap;
 
 typedef struct {
@@ -62,9 +64,12 @@ static void parse_jobs(job_table* t, FILE* f) {
         }
         job_overlap o;
         memset(&o, 0, sizeof(o));
-        if (sscanf(line, "overlap %lld %d %lld %d %lld %n", &o.time_ms, &o.pid, &o.id, &o.other_pid, &o.other_id,
-                   &used) == 5) {
-            snprintf(o.model, sizeof(o.model), "%s", line + used);
+        if (sscanf(line, "overlap %lld %d %lld %d %lld %lld %n", &o.time_ms, &o.pid, &o.id, &o.other_pid,
+                   &o.other_id, &o.other_time_ms, &used) == 6) {
+            const char* models = line + used;
+            size_t n = strcspn(models, "\t");
+            snprintf(o.model, sizeof(o.model), "%.*s", (int)n, models);
+            snprintf(o.other_model, sizeof(o.other_model), "%s", models[n] ? models + n + 1 : "");
             PUSH(t->log, t->n_log, o);
         }
     }
@@ -79,8 +84,8 @@ static void render_jobs(const job_table* t, strbuf* sb) {
     }
     for (int i = 0; i < t->n_log; i++) {
         const job_overlap* o = &t->log[i];
-        sb_printf(sb, "overlap %lld %d %lld %d %lld %s\n", o->time_ms, o->pid, o->id, o->other_pid, o->other_id,
-                  o->model);
+        sb_printf(sb, "overlap %lld %d %lld %d %lld %lld %s\t%s\n", o->time_ms, o->pid, o->id, o->other_pid,
+                  o->other_id, o->other_time_ms, o->model, o->other_model);
     }
 }
 
@@ -148,8 +153,16 @@ long long sim_npu_job_enter(const char* model_path) {
         t.overlaps++;
         if (t.n_log < SIM_NPU_OVERLAP_LOG) {
             const job* other = &t.active[0];
-            job_overlap o = {j.time_ms, j.pid, j.id, other->pid, other->id, ""};
+            job_overlap o;
+            memset(&o, 0, sizeof(o));
+            o.time_ms = j.time_ms;
+            o.pid = j.pid;
+            o.id = j.id;
+            o.other_pid = other->pid;
+            o.other_id = other->id;
+            o.other_time_ms = other->time_ms;
             snprintf(o.model, sizeof(o.model), "%s", j.model);
+            snprintf(o.other_model, sizeof(o.other_model), "%s", other->model);
             PUSH(t.log, t.n_log, o);
         }
     }

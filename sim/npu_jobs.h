@@ -10,7 +10,8 @@
  * File: "<RKLLM_SIM_STATE>.npu-jobs", flock-protected, one record per line:
  *   "next_job N", "jobs N" (runs entered), "overlaps N" (runs that started while another was inside),
  *   "max_active N", "active JOB PID START_TIME T_MS MODEL",
- *   "overlap T_MS PID JOB OTHER_PID OTHER_JOB MODEL" (the first SIM_NPU_OVERLAP_LOG only).
+ *   "overlap T_MS PID JOB OTHER_PID OTHER_JOB OTHER_T_MS MODEL<tab>OTHER_MODEL" (the first SIM_NPU_OVERLAP_LOG
+ *   only; OTHER_* is a run that was inside when this one entered, OTHER_T_MS when it had entered).
  * Active jobs of dead processes are dropped on every access: a killed process's job ends with it.
  * tests/simkit/npu_jobs.py parses the same format. */
 #ifndef RKSIM_NPU_JOBS_H

@@ -47,8 +47,8 @@ def start_run(library: Path, model: Callable[..., Path]) -> Iterator[Callable[[s
     started: list[subprocess.Popen[str]] = []
 
     def start(prompt: str) -> subprocess.Popen[str]:
-        proc = subprocess.Popen([sys.executable, "-c", ONE_RUN, str(library), str(path), prompt],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+        proc = subprocess.Popen([sys.executable, "-c", ONE_RUN, str(library), str(path), prompt], text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ))
         started.append(proc)
         return proc
 
@@ -74,10 +74,11 @@ def test_a_run_during_another_process_run_is_an_overlap_and_a_killed_run_ends(
     second = start_run("alpha beta [[n=4]]")
     out, err = second.communicate(timeout=30)
     assert second.returncode == 0, err
-    assert json.loads(out) == ["stop", simkit.expected_text("alpha beta [[n=4]]", 4)]  # [[fault]] arms one run
+    assert json.loads(out) == ["stop", simkit.expected_text("alpha beta [[n=4]]", 4)]  # one run armed only
     jobs = simkit.read_npu_jobs(sim_env)
     assert (jobs["jobs"], jobs["overlaps"], jobs["max_active"]) == (2, 1, 2)
     assert [(o["pid"], o["other_pid"]) for o in jobs["overlap_log"]] == [(second.pid, stuck.pid)]
+    assert jobs["overlap_log"][0]["model"] == jobs["overlap_log"][0]["other_model"] != ""
     assert [j["pid"] for j in jobs["active"]] == [stuck.pid]  # still hung: it keeps the NPU
     stuck.send_signal(signal.SIGKILL)
     stuck.wait()
