@@ -27,7 +27,7 @@ import openai  # noqa: E402
 from chaos import Chaos  # noqa: E402
 from gateway import HEALTHY, Gateway  # noqa: E402
 from traffic import Outcome, Plan, send  # noqa: E402
-from verdict import Findings, Shutdown, report  # noqa: E402
+from verdict import Findings, Settled, Shutdown, report  # noqa: E402
 
 import simkit  # noqa: E402
 
@@ -75,7 +75,7 @@ async def warm_up(url: str) -> None:
 
 
 async def traffic(gateway: Gateway, profile: Profile, seed: int) -> tuple[Chaos, list[Outcome], list[Plan],
-                                                                         int, int]:
+                                                                         int, int, Settled]:
     await warm_up(gateway.url)
     await asyncio.sleep(1)
     baseline = gateway.rss()
@@ -91,7 +91,14 @@ async def traffic(gateway: Gateway, profile: Profile, seed: int) -> tuple[Chaos,
     stop.set()
     await killer
     await asyncio.sleep(3)  # finished requests' buffers released, aborted runs reaped
-    return chaos, outcomes, planned, baseline, gateway.rss()
+    async with httpx.AsyncClient() as client:
+        status = await gateway.status(client)
+    runners = {m["pid"] for m in status["loaded"]}
+    foreign = sorted({r["pid"] for r in simkit.read_state(gateway.state)["reservations"]} - runners)
+    inside = sorted({j["pid"] for j in simkit.read_npu_jobs(gateway.state)["active"]})
+    settled = Settled(status["queue_length"], status["running"], sum(m["leases"] for m in status["loaded"]),
+                      foreign, inside)
+    return chaos, outcomes, planned, baseline, gateway.rss(), settled
 
 
 def stop_gateway(gateway: Gateway, sig: signal.Signals) -> Shutdown:
@@ -139,7 +146,7 @@ async def terminated_in_flight(gateway: Gateway, first_rid: int) -> tuple[Shutdo
 async def soak(profile: Profile, seed: int, home: Path) -> Findings:
     gateway = Gateway.start(home, TOKEN_US, dict(SETTINGS))
     try:
-        chaos, outcomes, planned, baseline, end_rss = await traffic(gateway, profile, seed)
+        chaos, outcomes, planned, baseline, end_rss, settled = await traffic(gateway, profile, seed)
         shutdown, in_flight = await terminated_in_flight(gateway, chaos.next_rid + 1)
         shutdowns = [shutdown]
         planned += [o.plan for o in in_flight]
@@ -151,7 +158,7 @@ async def soak(profile: Profile, seed: int, home: Path) -> Findings:
     state = simkit.read_state(gateway.state)
     log = (home / "server.log").read_text(errors="replace")
     return Findings(len(planned), outcomes, chaos.events, state["overcommits"], jobs["overlaps"],
-                    jobs["overlap_log"], jobs["jobs"], baseline, end_rss, shutdowns, in_flight,
+                    jobs["overlap_log"], jobs["jobs"], baseline, end_rss, settled, shutdowns, in_flight,
                     log.count("Traceback (most recent call last)"))
 
 

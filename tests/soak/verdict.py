@@ -30,6 +30,17 @@ class Shutdown:
 
 
 @dataclass
+class Settled:
+    """The engine a few seconds after the traffic stopped (GET /rkio/status and the simulator's records)."""
+
+    queued: int
+    running: int
+    leases: int
+    foreign_reservations: list[int]  # pids holding NPU memory that the engine does not list as its runners
+    runs_inside: list[int]  # pids still inside rkllm_run
+
+
+@dataclass
 class Findings:
     planned: int
     outcomes: list[Outcome]
@@ -40,6 +51,7 @@ class Findings:
     npu_jobs: int
     baseline_rss: int
     end_rss: int
+    settled: Settled
     shutdowns: list[Shutdown] = field(default_factory=list)
     at_sigterm: list[Outcome] = field(default_factory=list)  # the requests in flight when SIGTERM came
     log_tracebacks: int = 0
@@ -84,6 +96,7 @@ def criteria(f: Findings) -> list[tuple[str, bool, str]]:
     answered = collections.Counter(o.plan.model for o in f.outcomes
                                    if o.ending == "complete" and o.plan.model in HEALTHY)
     _, unrecovered = recovery_times(f)
+    s = f.settled
     checks = [
         ("every request ended exactly once", len(f.outcomes) == f.planned,
          f"{len(f.outcomes)} outcomes for {f.planned} requests"),
@@ -95,15 +108,20 @@ def criteria(f: Findings) -> list[tuple[str, bool, str]]:
         ("every healthy model answered", all(answered[m] > 0 for m in HEALTHY), str(dict(answered))),
         ("every crashed model recovered", unrecovered == 0,
          f"{unrecovered} crash events without a later answer"),
+        ("idle once the traffic stopped: nothing queued, running or leased; no memory or NPU run the "
+         "engine does not know", not (s.queued or s.running or s.leases or s.foreign_reservations
+                                      or s.runs_inside),
+         f"queued {s.queued}, running {s.running}, leases {s.leases}, reservations of other pids "
+         f"{s.foreign_reservations}, pids inside rkllm_run {s.runs_inside}"),
         ("gateway RSS back near baseline", f.end_rss <= f.baseline_rss + RSS_SLACK,
          f"{f.baseline_rss / 2**20:.0f} MiB -> {f.end_rss / 2**20:.0f} MiB"),
     ]
-    for s in f.shutdowns:
-        left = not (s.processes_left or s.reservations_left or s.jobs_left)
-        checks.append((f"nothing left after {s.signal} of the gateway", left and s.exit_status is not None,
-                       f"{s.runners} runners; exit {s.exit_status}, all gone in {s.seconds:.1f} s; left: "
-                       f"processes {s.processes_left}, reservations {s.reservations_left}, "
-                       f"runs in the runtime {s.jobs_left}"))
+    for d in f.shutdowns:
+        left = not (d.processes_left or d.reservations_left or d.jobs_left)
+        checks.append((f"nothing left after {d.signal} of the gateway", left and d.exit_status is not None,
+                       f"{d.runners} runners; exit {d.exit_status}, all gone in {d.seconds:.1f} s; left: "
+                       f"processes {d.processes_left}, reservations {d.reservations_left}, "
+                       f"runs in the runtime {d.jobs_left}"))
     return checks
 
 
