@@ -30,6 +30,7 @@ from traffic import Outcome, Plan, send  # noqa: E402
 from verdict import Findings, Settled, Shutdown, report  # noqa: E402
 
 import simkit  # noqa: E402
+from rkio.engine.runner.service import ORPHAN_EXIT_S  # noqa: E402
 
 # The server's own limits; a request's deadline is what they add up to, plus slack for a loaded machine.
 SETTINGS = {"npu_lanes": "1", "max_queue": "64", "queue_timeout": "20s", "load_timeout": "20s",
@@ -105,7 +106,7 @@ def stop_gateway(gateway: Gateway, sig: signal.Signals) -> Shutdown:
     runners = len(gateway.runners())
     start = time.monotonic()
     status = gateway.terminate(sig, timeout=30)
-    procs, reservations, jobs = gateway.leftovers(wait=15)
+    procs, reservations, jobs = gateway.leftovers(wait=ORPHAN_EXIT_S + 10)
     return Shutdown(sig.name, runners, status, time.monotonic() - start, procs, len(reservations), len(jobs))
 
 
