@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -119,65 +120,73 @@ async def _status_error(reply: httpx.Response, shape: Any) -> None:
     raise Ended(f"{reply.status_code}: {message}")
 
 
-async def _openai_sse(client: httpx.AsyncClient, plan: Plan, got: list[str]) -> bool:
+DONE = object()  # the SSE stream's "data: [DONE]"
+
+
+def _sse_line(line: str) -> Any:
+    """The JSON of an SSE data line, DONE, or None for blank and comment lines."""
+    if not line or line.startswith(":"):
+        return None
+    if not line.startswith("data: "):
+        raise Violation(f"not an SSE data line: {line[:120]!r}")
+    return DONE if line == "data: [DONE]" else json.loads(line[6:])
+
+
+def _sse_piece(event: Any) -> tuple[str, bool]:
+    return "".join(choice["delta"].get("content") or "" for choice in event["choices"]), False
+
+
+def _ndjson_line(line: str) -> Any:
+    return json.loads(line) if line else None
+
+
+def _ollama_piece(event: Any) -> tuple[str, bool]:
+    return event["message"]["content"], bool(event.get("done"))
+
+
+@dataclass(frozen=True)
+class Wire:
+    """One raw streaming protocol: its path, error shape, line decoding, and (text, last?) of an event."""
+
+    path: str
+    error_message: Callable[[Any], str | None]
+    decode: Callable[[str], Any]
+    piece: Callable[[Any], tuple[str, bool]]
+
+
+OPENAI_SSE = Wire("/v1/chat/completions", openai_error_message, _sse_line, _sse_piece)
+OLLAMA_NDJSON = Wire("/api/chat", ollama_error_message, _ndjson_line, _ollama_piece)
+
+
+async def _raw_stream(client: httpx.AsyncClient, wire: Wire, plan: Plan, got: list[str]) -> bool:
+    """True when complete; False when the soak hung up on purpose."""
     body = {"model": plan.model, "stream": True, "messages": [{"role": "user", "content": plan.content}]}
-    async with client.stream("POST", "/v1/chat/completions", json=body) as reply:
+    async with client.stream("POST", wire.path, json=body) as reply:
         if reply.status_code != 200:
-            await _status_error(reply, openai_error_message)
+            await _status_error(reply, wire.error_message)
         end: str | None = None
         async for line in reply.aiter_lines():
-            if not line or line.startswith(":"):
+            event = wire.decode(line)
+            if event is None:
                 continue
             if end is not None:
                 raise Violation(f"data after the stream's end ({end}): {line[:120]!r}")
-            if not line.startswith("data: "):
-                raise Violation(f"not an SSE data line: {line[:120]!r}")
-            if line == "data: [DONE]":
-                end = "[DONE]"
-                continue
-            event = json.loads(line[6:])
-            if "error" in event:
-                message = openai_error_message(event)
-                if message is None:
-                    raise Violation(f"error event not in OpenAI shape: {line[:200]!r}")
-                end = f"error: {message}"
-                continue
-            for choice in event["choices"]:
-                got.append(choice["delta"].get("content") or "")
-            if plan.disconnect_after is not None and len(got) > plan.disconnect_after:
-                return False
-        if end is None:
-            raise Violation("the stream ended without [DONE] or an error event")
-        if end != "[DONE]":
-            raise Ended(end)
-        return True
-
-
-async def _ollama(client: httpx.AsyncClient, plan: Plan, got: list[str]) -> bool:
-    body = {"model": plan.model, "stream": True, "messages": [{"role": "user", "content": plan.content}]}
-    async with client.stream("POST", "/api/chat", json=body) as reply:
-        if reply.status_code != 200:
-            await _status_error(reply, ollama_error_message)
-        end: str | None = None
-        async for line in reply.aiter_lines():
-            if not line:
-                continue
-            if end is not None:
-                raise Violation(f"a line after the stream's end ({end}): {line[:120]!r}")
-            event = json.loads(line)
-            if "error" in event:
-                message = ollama_error_message(event)
-                if message is None:
-                    raise Violation(f"error line not in Ollama shape: {line[:200]!r}")
-                end = f"error: {message}"
-                continue
-            got.append(event["message"]["content"])
-            if event.get("done"):
+            if event is DONE:
                 end = "done"
-            elif plan.disconnect_after is not None and len(got) > plan.disconnect_after:
-                return False
+            elif "error" in event:
+                message = wire.error_message(event)
+                if message is None:
+                    raise Violation(f"error event not in the protocol's shape: {line[:200]!r}")
+                end = f"error: {message}"
+            else:
+                text, last = wire.piece(event)
+                got.append(text)
+                if last:
+                    end = "done"
+                elif plan.disconnect_after is not None and len(got) > plan.disconnect_after:
+                    return False
         if end is None:
-            raise Violation("the stream ended without a done line or an error line")
+            raise Violation("the stream ended without its final event or an error event")
         if end != "done":
             raise Ended(end)
         return True
@@ -186,9 +195,7 @@ async def _ollama(client: httpx.AsyncClient, plan: Plan, got: list[str]) -> bool
 async def _dispatch(plan: Plan, raw: httpx.AsyncClient, sdk: openai.AsyncOpenAI, got: list[str]) -> bool:
     if plan.api == "openai-sdk":
         return await _openai_sdk(sdk, plan, got)
-    if plan.api == "openai-sse":
-        return await _openai_sse(raw, plan, got)
-    return await _ollama(raw, plan, got)
+    return await _raw_stream(raw, OPENAI_SSE if plan.api == "openai-sse" else OLLAMA_NDJSON, plan, got)
 
 
 async def send(plan: Plan, raw: httpx.AsyncClient, sdk: openai.AsyncOpenAI) -> Outcome:
