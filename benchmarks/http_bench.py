@@ -86,6 +86,7 @@ def start_server(home: Path, token_us: int, tokens: int,
     # a budget far above the planner's KV estimate for a huge context (the sim itself charges 64 B/token)
     proc = subprocess.Popen([sys.executable, "-m", "rkio", "serve", "--port", str(port), "--runtime", "rkllm",
                              "--models-dir", str(home / "models"), "--memory-budget", "64GiB",
+                             "--npu-lock", str(home / "npu.lock"),
                              "--log-level", "warning", *extra], env=env)
     url = f"http://127.0.0.1:{port}"
     for _ in range(300):

@@ -10,6 +10,7 @@
 
 #include "handle.h"
 #include "layout_asserts.h"
+#include "npu_buffers.h"
 #include "npu_memory.h"
 #include "reply.h"
 #include "strbuf.h"
@@ -225,6 +226,12 @@ SIM_API int rkllm_init(LLMHandle* handle, RKLLMParam* param, LLMResultCallback c
                 footprint);
         return -1;
     }
+    int npu_fd = sim_npu_buffers_hold(footprint, err, sizeof(err));
+    if (npu_fd == -2) {
+        sim_state_release(res.id);
+        fprintf(stderr, "E rkllm: %s\nE rkllm: rkllm init failed\n", err);
+        return -1;
+    }
 
     sim_handle* h = sim_xcalloc(1, sizeof(sim_handle));
     h->magic = SIM_HANDLE_MAGIC;
@@ -240,6 +247,7 @@ SIM_API int rkllm_init(LLMHandle* handle, RKLLMParam* param, LLMResultCallback c
 #endif
     h->footprint = footprint;
     h->reservation_id = res.id;
+    h->npu_fd = npu_fd;
     h->max_context_len = ctx;
     h->token_us = sim_knob(model.token_us, "RKLLM_SIM_TOKEN_US");
     h->prefill_us = sim_knob(model.prefill_us, "RKLLM_SIM_PREFILL_US");
@@ -261,6 +269,7 @@ SIM_API int rkllm_destroy(LLMHandle handle) {
         while (atomic_load(&h->running)) sim_sleep_us(1000, NULL);
     }
     sim_state_release(h->reservation_id);
+    sim_npu_buffers_release(h->npu_fd);
     atomic_fetch_sub(&live_handles, 1);
     free_handle(h);
     return 0;

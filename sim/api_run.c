@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "handle.h"
+#include "npu_buffers.h"
 #include "npu_jobs.h"
 #include "npu_memory.h"
 #include "reply.h"
@@ -316,12 +317,13 @@ int sim_run_impl(sim_handle* h, RKLLMInput* in, RKLLMInferParam* infer, void* us
     } else {
         memset(&r, 0, sizeof(r));
 #if SIM_HAS_PERF
-        /* rkllm-runtime.md §1.2: perf is only filled at RKLLM_RUN_FINISH; memory_usage_mb (VmHWM, MB). */
+        /* rkllm-runtime.md §1.2: perf is only filled at RKLLM_RUN_FINISH; memory_usage_mb (VmHWM,
+         * MB; what it covers depends on RKLLM_SIM_NPU_MEMORY, npu_buffers.c). */
         r.perf.prefill_time_ms = (float)(t1 - t0) / 1000.0f;
         r.perf.prefill_tokens = prompt_tokens - cache_hit;
         r.perf.generate_time_ms = (float)(t2 - t1) / 1000.0f;
         r.perf.generate_tokens = generated;
-        r.perf.memory_usage_mb = (float)((double)h->footprint / (1024.0 * 1024.0));
+        r.perf.memory_usage_mb = sim_memory_usage_mb(h->footprint);
 #else
         (void)t0;
         (void)t1;

@@ -28,6 +28,7 @@ typedef struct sim_handle {
     void* result_userdata; /* 1.3.0 RKLLMCallback.result_userdata */
     long long footprint;
     long long reservation_id;
+    int npu_fd; /* RKLLM_SIM_NPU_MEMORY=dma: the memfd holding the NPU buffers, else -1 */
     int max_context_len;
     long long token_us;
     long long prefill_us;

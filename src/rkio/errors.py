@@ -13,6 +13,7 @@ machine-readable name, ``retry_after`` (seconds) becomes a ``Retry-After`` heade
     ├── PayloadTooLarge           413
     ├── Busy                      429  queue full; carries retry_after
     ├── Cancelled                 499  the client went away (never sent, only logged)
+    ├── InternalError             500  a bug in rkio (the log has the traceback, the client a generic text)
     ├── RuntimeFailure            500  the runtime returned an error for this request
     ├── RunnerCrashed             502  the runner process died (signal, exit, OOM-kill)
     ├── InsufficientMemory        503  the budget cannot hold the model even after evicting idle ones
@@ -21,9 +22,14 @@ machine-readable name, ``retry_after`` (seconds) becomes a ``Retry-After`` heade
     ├── ShuttingDown              503
     ├── QueueTimeout              503  waited longer than queue_timeout
     └── GenerationTimeout         504  first-token or inter-token watchdog fired
+
+    ConfigError (a ValueError, never sent to a client): a setting's value is invalid; names its origin
+    NpuBusy (never sent to a client): another engine holds this machine's NPU lock
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 
 class RkioError(Exception):
@@ -84,6 +90,13 @@ class Cancelled(RkioError):
     kind = "cancelled"
 
 
+class InternalError(RkioError):
+    """A bug in rkio: the client gets this generic message, the log gets the traceback."""
+
+    status = 500
+    kind = "internal_error"
+
+
 class RuntimeFailure(RkioError):
     status = 500
     kind = "runtime_error"
@@ -122,3 +135,17 @@ class QueueTimeout(RkioError):
 class GenerationTimeout(RkioError):
     status = 504
     kind = "generation_timeout"
+
+
+class ConfigError(ValueError):
+    """A bad setting (flag, RKIO_* variable, TOML key); the message names where the value came from."""
+
+
+class NpuBusy(Exception):
+    """Another live process holds the machine's NPU lock; ``holder`` is its pid if the lock file names one."""
+
+    def __init__(self, path: Path, holder: int | None) -> None:
+        who = f"pid {holder}" if holder is not None else "pid unknown"
+        super().__init__(f"another rkio engine ({who}) already owns this machine's NPU (lock file {path})")
+        self.path = path
+        self.holder = holder

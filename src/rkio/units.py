@@ -14,10 +14,11 @@ MiB = 1 << 20
 
 
 def parse_size(text: str | int) -> int:
-    """Bytes from ``6GiB``, ``6G``, ``512MB``, ``1048576``. Units are binary (1K = 1024) as RAM sizes are."""
-    if isinstance(text, int):
+    """Bytes from ``6GiB``, ``6G``, ``512MB``, ``1048576``. Units are binary (1K = 1024) as RAM sizes are.
+    Anything else (a float, ``true``, a list from a TOML file) is a ``ValueError``."""
+    if isinstance(text, int) and not isinstance(text, bool):
         return text
-    match = _SIZE.match(text)
+    match = _SIZE.match(text) if isinstance(text, str) else None
     if not match:
         raise ValueError(f"not a size: {text!r} (examples: 6GiB, 512M, 1073741824)")
     number, unit, _, _ = match.groups()
@@ -26,8 +27,10 @@ def parse_size(text: str | int) -> int:
 
 def parse_duration(text: str | float | int) -> float:
     """Seconds from ``5m``, ``1h30m``, ``90``, ``250ms``. Negative means forever (Ollama's keep_alive)."""
-    if isinstance(text, int | float):
+    if isinstance(text, int | float) and not isinstance(text, bool):
         return float(text)
+    if not isinstance(text, str):
+        raise ValueError(f"not a duration: {text!r} (examples: 5m, 90s, 1h, -1)")
     cleaned = text.strip().lower()
     if not cleaned:
         raise ValueError("empty duration")

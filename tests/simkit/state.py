@@ -112,6 +112,7 @@ class SimEnv:
     prefill_us: int | None = None
     init_ms: int | None = None
     fault: str | None = None
+    npu_memory: str | None = None  # ledger | dma (docs/simulator.md "NPU buffers and RSS")
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -130,6 +131,7 @@ class SimEnv:
             "RKLLM_SIM_PREFILL_US": self.prefill_us,
             "RKLLM_SIM_INIT_MS": self.init_ms,
             "RKLLM_SIM_FAULT": self.fault,
+            "RKLLM_SIM_NPU_MEMORY": self.npu_memory,
         }
         for key, value in values.items():
             if value is None:

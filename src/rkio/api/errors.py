@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from rkio.errors import InvalidRequest, RkioError
+from rkio.errors import InternalError, InvalidRequest, RkioError
 
 log = logging.getLogger("rkio.api")
 
@@ -32,13 +32,6 @@ class BadParameter(InvalidRequest):
     def __init__(self, message: str, param: str | None = None) -> None:
         super().__init__(message)
         self.param = param
-
-
-class InternalError(RkioError):
-    """A bug in rkio: the client gets this generic message, the log gets the traceback."""
-
-    status = 500
-    kind = "internal_error"
 
 
 class RouteNotFound(RkioError):

@@ -42,9 +42,10 @@ class OpsRoutes:
         try:
             status = self.engine.status()
             names = {spec.name for spec in self.engine.models()}
-        except Exception as exc:  # an engine that cannot report is not ready; say why, keep serving
-            log.warning("readiness check failed: %s", exc)
-            return JSONResponse({"status": "not ready", "reason": f"engine error: {exc}"}, status_code=503)
+        except Exception:  # an engine that cannot report is not ready; the detail is for the log only
+            log.warning("readiness check failed: the engine could not report its status", exc_info=True)
+            return JSONResponse({"status": "not ready", "reason": "the engine cannot report its status"},
+                                status_code=503)
         loadable = names - set(status.quarantined)
         if not loadable:
             reason = "no models in the models directory" if not names else "every model is quarantined"

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from rkio import __version__
+from rkio.errors import ConfigError
 
 # Each module registers its subcommand(s) and sets ``func`` (args -> exit code) on its parser.
 COMMANDS = ("serve", "client_commands", "doctor", "probe")
@@ -30,6 +31,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
+    except ConfigError as exc:  # a bad RKIO_* variable or config file: one line, not a traceback
+        print(f"rkio {args.command}: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from rkio.cli.npu_claim import claim_npu
 from rkio.config import Settings
 from rkio.probe.learned import import_report, save_footprints
 from rkio.probe.measure import rknpu_state
@@ -17,6 +19,7 @@ from rkio.probe.report import build_report, summary, write_report
 from rkio.probe.run import Gauge, Prober, host_gauge
 from rkio.probe.simulated import (
     FLAVOURS,
+    NPU_MEMORY_MODES,
     OVERCOMMIT_MODES,
     SimulatedGauge,
     sim_environment,
@@ -51,6 +54,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--import-footprints", type=Path, metavar="PROBE_JSON",
                    help="only record the footprints of an earlier report (e.g. one made on the board)")
     p.add_argument("--state-dir", type=Path, help="rkio state directory (default: the server's setting)")
+    p.add_argument("--npu-lock", type=Path, metavar="FILE",
+                   help="the NPU lock a server holds (default: the server's setting); a probe on the board "
+                        "refuses to run while a server owns the NPU")
     p.add_argument("--out", type=Path,
                    help="directory for probe.json and probe.md (default ./rkio-probe-TIME)")
     sim = p.add_argument_group("simulator (reproduces the analysis' experiments without a board)")
@@ -61,6 +67,9 @@ def register(subparsers: Any) -> None:
     sim.add_argument("--sim-ram", default="16GiB", help="RAM of the simulated board (default 16GiB)")
     sim.add_argument("--sim-overcommit", choices=OVERCOMMIT_MODES,
                      help="what the simulator does on a RAM/domain overcommit (default: the flavour's)")
+    sim.add_argument("--sim-npu-memory", choices=NPU_MEMORY_MODES,
+                     help="ledger (default): memory_usage_mb includes the NPU buffers; dma: they are held "
+                          "outside the process's RSS (really allocated: use small --sim-models)")
     p.set_defaults(func=run)
 
 
@@ -78,6 +87,15 @@ def run(args: argparse.Namespace) -> int:
     except KeyError as exc:
         print(f"rkio probe: unknown mode {exc.args[0]!r} (same, distinct, one)", file=sys.stderr)
         return 2
+    with contextlib.ExitStack() as stack:
+        # a probe on the real NPU loads runtimes: never beside a server; the simulator needs no lock
+        lock = None if args.simulate else args.npu_lock or Settings.load().npu_lock
+        if not args.simulate and claim_npu(stack, lock, "rkio probe") is None:
+            return 1
+        return _probe(args, modes)
+
+
+def _probe(args: argparse.Namespace, modes: tuple[PairMode, ...]) -> int:
     margin = parse_size(args.margin)
     env: dict[str, str] | None = None
     gauge: Gauge = host_gauge
@@ -90,10 +108,12 @@ def run(args: argparse.Namespace) -> int:
         if not paths:
             sizes = [parse_size(s.strip()) for s in args.sim_models.split(",") if s.strip()]
             paths = sim_models(work / "models", sizes)
-        env = sim_environment(library, work / "sim-state", ram, args.sim_overcommit)
+        env = sim_environment(library, work / "sim-state", ram, args.sim_overcommit,
+                              npu_memory=args.sim_npu_memory)
         gauge = SimulatedGauge(ram, work / "sim-state")
         environment["simulated"] = (f"flavour {args.simulate}, RAM {ram / GiB:g} GiB, overcommit "
-                                    f"{args.sim_overcommit or 'flavour default'}")
+                                    f"{args.sim_overcommit or 'flavour default'}, NPU memory "
+                                    f"{args.sim_npu_memory or 'ledger'}")
     if not paths:
         print("rkio probe: give model files, or --simulate FLAVOUR", file=sys.stderr)
         return 2

@@ -2,6 +2,9 @@
 
 Every flag is also a setting: ``RKIO_<NAME>`` in the environment or ``<name>`` in a TOML file (``--config`` or
 ``RKIO_CONFIG``); flags win over the environment, which wins over the file.
+A bad value is a one-line error naming the flag, variable or key it came from, and exit status 2.
+Only one engine may own a board's NPU: a second ``rkio serve`` exits at once with status 1 (see
+``rkio.engine.npu_lock`` for the lock file, ``--npu-lock`` to choose another).
 Shutdown on SIGTERM/SIGINT: stop accepting connections, let in-flight requests finish for ``stop_grace``
 seconds (then streams end with a "shutting down" error event), stop the engine, exit 0.
 """
@@ -15,14 +18,15 @@ import logging
 import signal
 import sys
 import threading
-import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import uvicorn
 
+from rkio.cli.npu_claim import claim_npu
 from rkio.config import Settings
+from rkio.errors import ConfigError
 
 log = logging.getLogger("rkio.serve")
 
@@ -50,6 +54,8 @@ FLAGS: tuple[tuple[str, str, str, str], ...] = (
     ("--max-body-bytes", "max_body_bytes", "SIZE", "largest request body (default 8MiB)"),
     ("--default-model", "default_model", "NAME", "model for OpenAI requests that name none"),
     ("--log-level", "log_level", "LEVEL", "debug, info, warning or error (default info)"),
+    ("--npu-lock", "npu_lock", "FILE", "the machine-wide lock that makes this the board's only engine "
+                                       "(default /run/lock/rkio-npu.lock, see the docs)"),
 )
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
@@ -74,19 +80,25 @@ def run(args: argparse.Namespace) -> int:
     overrides = {dest: getattr(args, dest, None) for _, dest, _, _ in FLAGS}
     try:
         settings = Settings.load(args.config, overrides)
-        configure_logging(settings.log_level)
-    except (ValueError, OSError, tomllib.TOMLDecodeError) as exc:
+    except ConfigError as exc:
         print(f"rkio serve: {exc}", file=sys.stderr)
         return 2
-    if settings.runtime == "auto":
-        from rkio.runtime.select import runtime_decision
+    configure_logging(settings.log_level)
+    with contextlib.ExitStack() as stack:
+        lock = claim_npu(stack, settings.npu_lock, "rkio serve")  # before anything looks at a runtime
+        if lock is None:
+            return 1
+        log.info("holding the NPU lock %s", lock)
+        if settings.runtime == "auto":
+            from rkio.runtime.select import runtime_decision
 
-        decision = runtime_decision("auto")
-        log.info("runtime auto: NPU runtime preferred is %s (%s); serving every model kind whose runtime "
-                 "is installed", decision.kind, decision.reason)
-    if settings.host not in LOOPBACK and not settings.api_key:
-        log.warning("listening on %s without an API key: anyone who can reach it can use it", settings.host)
-    return serve(settings)
+            decision = runtime_decision("auto")
+            log.info("runtime auto: NPU runtime preferred is %s (%s); serving every model kind whose runtime "
+                     "is installed", decision.kind, decision.reason)
+        if settings.host not in LOOPBACK and not settings.api_key:
+            log.warning("listening on %s without an API key: anyone who can reach it can use it",
+                        settings.host)
+        return serve(settings)
 
 
 def serve(settings: Settings) -> int:

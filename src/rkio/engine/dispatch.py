@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from rkio.engine import planner
+from rkio.engine.effects import GrantResult
 from rkio.engine.ledger import ModelEntry, Running, Waiter
 from rkio.engine.types import Loading, Queued
 from rkio.errors import InsufficientMemory, QueueTimeout
@@ -36,8 +37,7 @@ def _complete_loads(s: Scheduler) -> bool:
         if entry is None or entry.unload_requested:
             continue
         for waiter in [w for w in queue if w.kind == "load" and w.need_ctx <= entry.ctx]:
-            queue.remove(waiter)
-            del s.waiters[waiter.request_id]
+            s.drop(waiter)
             entry.keep_alive = s.keep_alive_for(waiter)
             if waiter.open_lease and waiter.lease is not None:
                 s.leases[waiter.lease] = model
@@ -57,11 +57,16 @@ def _grant(s: Scheduler, now: float) -> bool:
         while queue and queue[0].kind == "generate" and queue[0].need_ctx <= entry.ctx:
             if entry.npu and s.lanes_used >= s.config.npu_lanes:
                 break
-            waiter = queue.popleft()
-            del s.waiters[waiter.request_id]
+            waiter = queue[0]
             load_s = entry.load_s if entry.loaded_at >= waiter.arrived else None
-            if not s.effects.grant(waiter.request_id, model, entry.incarnation, load_s):
-                continue  # the client left between queueing and now: nothing was granted
+            result = s.effects.grant(waiter.request_id, model, entry.incarnation, load_s)
+            if result is GrantResult.RUNNER_GONE:
+                # the runner died before we heard (RunnerDied is on its way): the waiter keeps its place
+                entry.state, entry.stop_reason = "stopping", "crashed"
+                break
+            s.drop(waiter)
+            if result is GrantResult.CLIENT_GONE:
+                continue  # the client left between queueing and now: it ended itself
             s.counters["granted"] += 1
             s.running[waiter.request_id] = Running(waiter.request_id, model, entry.incarnation, entry.npu)
             s.lanes_used += entry.npu
@@ -93,7 +98,7 @@ def _stop_idle(s: Scheduler, now: float) -> bool:
             s.counters["expirations"] += 1
             reason = "expired"
         if reason is not None:
-            s.stop(entry, reason)
+            s.begin_stop(entry, reason)
             stopped = True
     return stopped
 
@@ -118,8 +123,7 @@ def _reinit(s: Scheduler, entry: ModelEntry) -> bool | None:
     if isinstance(plan, planner.Reject):
         too_big = [w for w in queue if w.need_ctx > entry.ctx]
         for waiter in too_big:
-            queue.remove(waiter)
-            del s.waiters[waiter.request_id]
+            s.drop(waiter)
             s.counters["insufficient_memory"] += 1
             s.effects.finish(waiter.request_id, InsufficientMemory(f"context {ctx}: {plan.message}"))
         return False
@@ -144,7 +148,7 @@ def _start_load(s: Scheduler, now: float) -> None:
         if isinstance(plan, planner.Evict):
             for victim in plan.victims:
                 s.counters["evictions"] += 1
-                s.stop(s.models[victim], f"evicted for {model}")
+                s.begin_stop(s.models[victim], f"evicted for {model}")
             return
         if isinstance(plan, planner.Wait):
             return  # strict FIFO: a younger load does not overtake a waiting older one
@@ -179,8 +183,7 @@ def worth_telling(told: int, position: int) -> bool:
 
 def _timed_out(s: Scheduler, waiter: Waiter) -> None:
     s.counters["queue_timeouts"] += 1
-    s.queues[waiter.model].remove(waiter)
-    del s.waiters[waiter.request_id]
+    s.drop(waiter)
     s.effects.finish(waiter.request_id, QueueTimeout(
         f"waited {s.config.queue_timeout:g} s in the queue for {waiter.model}"))
 

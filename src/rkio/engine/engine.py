@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from rkio.config import Settings
 from rkio.engine import meminfo, session
-from rkio.engine.events import CloseLease, Request, Shutdown, Unload
+from rkio.engine.events import Cancel, CloseLease, Request, Shutdown, Unload
 from rkio.engine.footprints import FootprintStore
 from rkio.engine.planner import derive_budget
 from rkio.engine.status import snapshot
@@ -54,7 +54,7 @@ class ModelEngine:
             from rkio.engine.registry import ModelRegistry
 
             kinds = None if self.settings.runtime == "auto" else (self.settings.runtime,)
-            self._registry = ModelRegistry(self.settings.models_dir, runtimes=kinds)  # type: ignore[arg-type]
+            self._registry = ModelRegistry(self.settings.models_dir, runtimes=kinds)
         return self._registry
 
     def models(self) -> list[ModelSpec]:
@@ -96,7 +96,11 @@ class ModelEngine:
             log.warning("preloading %s failed: %s", name, exc.message)
 
     async def stop(self, grace: float = 10.0) -> None:
-        """Stop accepting work, let generations finish for ``grace`` s, abort the rest, stop runners."""
+        """Stop accepting work, let generations finish for ``grace`` s, abort the rest, stop runners.
+
+        Returns only when every runner has been reaped (killed if it would not stop) and the shell's
+        tasks have ended: no process and no reservation outlives the engine.
+        """
         sup = self._sup
         if sup is None:
             return
@@ -110,12 +114,14 @@ class ModelEngine:
             await asyncio.wait_for(sup.until(sup.scheduler.idle), limit)
         except TimeoutError:
             log.warning("runners still alive after shutdown; killing them")
-            sup.kill_all()
+        await sup.reap_all(self.settings.stop_grace)
         sup.close()
         if self._loop_task is not None:
             await self._loop_task
+        await sup.drain_tasks()
         for task in list(self._background):
             task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
         self._sup = None
 
     # ------------------------------------------------------------------------------------ requests
@@ -126,24 +132,34 @@ class ModelEngine:
         return self._sup
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[EngineEvent]:
-        """Queue, load if needed, run. Raises RkioError subclasses; closing the iterator cancels."""
+        """Queue, load if needed, run. Raises RkioError subclasses; closing the iterator cancels.
+
+        ``aclosing``: closing this iterator closes the session's at once (aborting the generation), not
+        later from a finaliser task.
+        """
         spec = self.model(request.model)
-        async for event in session.generate(self._supervisor(), spec, request):
-            yield event
+        async with contextlib.aclosing(session.generate(self._supervisor(), spec, request)) as events:
+            async for event in events:
+                yield event
 
     async def _call(self, make: Callable[[int], Any]) -> None:
+        """Post a request and wait for its ``Finished``; a caller that gives up withdraws it (``Cancel``)."""
         sup = self._supervisor()
         rid, box = sup.open_mailbox()
+        finished = False
         try:
             sup.post(make(rid))
             while True:
                 item = await box.items.get()
                 if isinstance(item, Finished):
+                    finished = True
                     if item.error is not None:
                         raise item.error
                     return
         finally:
             sup.close_mailbox(rid)
+            if not finished:
+                sup.post(Cancel(rid))
 
     async def load(self, model: str, keep_alive: float | None = None) -> None:
         """Load ``model`` (if needed) and keep it for ``keep_alive`` seconds (None = default, < 0 forever)."""
@@ -158,7 +174,14 @@ class ModelEngine:
         """Load ``model`` and keep it resident (never evicted or expired) until the lease is closed."""
         spec = self.model(model)
         lease = uuid.uuid4().hex
-        await self._call(lambda rid: Request(rid, spec, "load", None, None, lease, True))
+        try:
+            await self._call(lambda rid: Request(rid, spec, "load", None, None, lease, True))
+        except BaseException:
+            # cancelled or failed: the caller never gets the id, so no lease may stay registered (the
+            # scheduler may have completed the load just before the Cancel arrived)
+            if self._sup is not None:
+                self._sup.post(CloseLease(lease))
+            raise
         return lease
 
     async def close_lease(self, lease: str) -> None:

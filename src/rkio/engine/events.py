@@ -12,7 +12,10 @@ from rkio.engine.types import ModelSpec, RunnerExit, RunnerMemory
 from rkio.errors import RkioError
 
 RequestKind = Literal["generate", "load"]
-Outcome = Literal["ok", "error", "cancelled", "crashed"]
+Outcome = Literal["ok", "error", "cancelled", "crashed", "killed"]
+"""How a granted generation ended. ``crashed``: the runner died under it (the runtime's doing, counts
+towards quarantine once reaped); ``killed``: rkio killed the runner itself (an abort that did not return
+within ``abort_grace``), which never counts as a crash."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +68,29 @@ class GenerationDone:
 
 
 @dataclass(frozen=True, slots=True)
+class RunnerDied:
+    """The runner's frame pipe reached EOF: the process is dead or dying, nothing may be granted to it.
+
+    Posted at once, long before the reap (``RunnerExited``); its memory stays counted until then.
+    """
+
+    model: str
+    incarnation: int
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerKilled:
+    """The shell is about to SIGKILL this runner for ``reason`` (an abort that did not return in time).
+
+    Posted before the kill, so the death that follows is known to be rkio's doing, not a crash.
+    """
+
+    model: str
+    incarnation: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class TokenStall:
     """The shell's watchdog saw no token for the first-token or inter-token deadline."""
 
@@ -105,6 +131,6 @@ class Shutdown:
 
 
 Event = (
-    Request | Cancel | LoadDone | LoadFailed | GenerationDone | TokenStall | RunnerExited | Unload
-    | CloseLease | Tick | Shutdown
+    Request | Cancel | LoadDone | LoadFailed | GenerationDone | RunnerDied | RunnerKilled | TokenStall
+    | RunnerExited | Unload | CloseLease | Tick | Shutdown
 )

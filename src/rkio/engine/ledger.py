@@ -5,14 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from rkio.config import Settings
 from rkio.engine.events import RequestKind
 from rkio.engine.planner import ResidentState
 from rkio.engine.types import ModelSpec, RunnerMemory
 from rkio.units import MiB
 
 FootprintFn = Callable[[ModelSpec, int], tuple[int, bool]]
-"""(spec, max_context_len) -> (bytes, learned): the learned figure when we have one, else the estimate."""
+"""(spec, max_context_len) -> (bytes, learned): a trusted learned figure, else the estimate (footprints)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,12 +22,6 @@ class SchedulerConfig:
     queue_timeout: float = 300.0
     keep_alive: float = 300.0
     reserved_domains: tuple[int, ...] = ()
-
-    @classmethod
-    def from_settings(cls, settings: Settings, budget: int) -> SchedulerConfig:
-        return cls(budget=budget, npu_lanes=settings.npu_lanes, max_queue=settings.max_queue,
-                   queue_timeout=settings.queue_timeout, keep_alive=settings.keep_alive,
-                   reserved_domains=tuple(settings.reserved_domains))
 
 
 @dataclass(slots=True)
@@ -68,7 +61,7 @@ class ModelEntry:
     state: ResidentState
     ctx: int
     bytes: int
-    learned: bool  # ``bytes`` came from a measurement (stored or this incarnation's)
+    learned: bool  # ``bytes`` came from a trusted measurement (stored, or this CPU incarnation's)
     base_domain: int | None
     keep_alive: float
     load_started: float
@@ -91,20 +84,26 @@ class ModelEntry:
         return self.spec.runtime == "rkllm"
 
     def measured(self, memory: RunnerMemory | None, settled: bool) -> None:
-        """Account a measurement: raise the figure always; replace an estimate once ``settled``."""
+        """Account a measurement: raise the figure always; replace a CPU model's estimate once ``settled``.
+
+        An NPU model's estimate is never replaced by this incarnation's figures: whether they include the
+        NPU buffers is known only to the footprint store (a probe's confirmation), which lets a covered
+        figure count from the model's next load on.
+        """
         if memory is None:
             return
         self.rss = memory.rss_bytes
-        figure = measured_bytes(memory)
-        if self.learned:
-            self.bytes = max(self.bytes, figure)
-        elif settled:
+        figure = measured_bytes(memory, npu=self.npu)
+        if settled and not self.learned and not self.npu:
             self.bytes, self.learned = figure, True
         else:
             self.bytes = max(self.bytes, figure)
 
 
-def measured_bytes(memory: RunnerMemory) -> int:
-    """A runner's footprint: the largest of its resident, peak and runtime-reported figures."""
+def measured_bytes(memory: RunnerMemory, *, npu: bool) -> int:
+    """A runner's footprint: the largest of its resident, peak and runtime-reported figures, and for NPU
+    models the MemAvailable drop across its load (the one figure that cannot miss NPU buffers; machine-wide
+    noise only ever raises it here, CPU models' RSS already holds their weights)."""
     runtime = int(memory.runtime_mb * MiB) if memory.runtime_mb is not None else 0
-    return max(memory.rss_bytes, memory.hwm_bytes, runtime)
+    drop = (memory.available_drop_bytes or 0) if npu else 0
+    return max(memory.rss_bytes, memory.hwm_bytes, runtime, drop)

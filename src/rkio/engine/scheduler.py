@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
-from collections.abc import Callable
 from dataclasses import replace
+from typing import assert_never
 
 from rkio.engine.dispatch import dispatch
 from rkio.engine.effects import Effects
@@ -33,7 +33,9 @@ from rkio.engine.events import (
     LoadDone,
     LoadFailed,
     Request,
+    RunnerDied,
     RunnerExited,
+    RunnerKilled,
     Shutdown,
     Tick,
     TokenStall,
@@ -48,6 +50,7 @@ from rkio.errors import (
     InsufficientMemory,
     InvalidRequest,
     ModelQuarantined,
+    RkioError,
     ShuttingDown,
 )
 from rkio.errors import (
@@ -56,7 +59,7 @@ from rkio.errors import (
 
 COUNTERS = ("requests", "granted", "completed", "failed", "cancelled", "rejected_busy", "queue_timeouts",
             "loads", "load_failures", "evictions", "expirations", "unloads", "reinits", "crashes", "stalls",
-            "quarantines", "insufficient_memory")
+            "quarantines", "insufficient_memory", "kills")
 
 
 class Scheduler:
@@ -83,8 +86,35 @@ class Scheduler:
 
     def handle(self, event: Event, now: float) -> None:
         """Apply one event, then dispatch."""
-        handler: Callable[..., None] = getattr(self, "on_" + _snake(type(event).__name__))
-        handler(event, now)
+        match event:
+            case Request():
+                self.on_request(event, now)
+            case Cancel():
+                self.on_cancel(event, now)
+            case LoadDone():
+                self.on_load_done(event, now)
+            case LoadFailed():
+                self.on_load_failed(event, now)
+            case GenerationDone():
+                self.on_generation_done(event, now)
+            case RunnerDied():
+                self.on_runner_died(event, now)
+            case RunnerKilled():
+                self.on_runner_killed(event, now)
+            case TokenStall():
+                self.on_token_stall(event, now)
+            case RunnerExited():
+                self.on_runner_exited(event, now)
+            case Unload():
+                self.on_unload(event, now)
+            case CloseLease():
+                self.on_close_lease(event, now)
+            case Tick():
+                pass  # nothing to record: ``_dispatch`` applies every deadline that has passed
+            case Shutdown():
+                self.on_shutdown(event, now)
+            case _:
+                assert_never(event)
         self._dispatch(now)
 
     def on_request(self, ev: Request, now: float) -> None:
@@ -112,10 +142,11 @@ class Scheduler:
         self.queues.setdefault(spec.name, deque()).append(waiter)
 
     def on_cancel(self, ev: Cancel, now: float) -> None:
-        waiter = self.waiters.pop(ev.request_id, None)
+        """The client left before its grant: forget its waiter (a granted one ends by GenerationDone)."""
+        waiter = self.waiters.get(ev.request_id)
         if waiter is not None:
             self.counters["cancelled"] += 1
-            self.queues[waiter.model].remove(waiter)
+            self.drop(waiter)
 
     def on_load_done(self, ev: LoadDone, now: float) -> None:
         entry = self._entry(ev.model, ev.incarnation)
@@ -146,21 +177,45 @@ class Scheduler:
         self._reject_all(ev.model, error)
 
     def on_generation_done(self, ev: GenerationDone, now: float) -> None:
+        """A granted generation is over and the runtime no longer runs it: its lane is free again.
+
+        The shell posts this only once the runtime returned (abort acknowledged) or the runner is dead.
+        A runner that died or was killed under it stays ``stopping`` until reaped; nothing is granted to it.
+        """
         run = self.running.pop(ev.request_id, None)
         if run is None:
             raise RuntimeError(f"generation {ev.request_id} ended but was never granted")
         if run.lane:
             self.lanes_used -= 1
-        key = {"ok": "completed", "cancelled": "cancelled"}.get(ev.outcome, "failed")
+        key = {"ok": "completed", "cancelled": "cancelled", "killed": "cancelled"}.get(ev.outcome, "failed")
         self.counters[key] += 1
         entry = self._entry(run.model, run.incarnation)
         if entry is not None and entry.running == ev.request_id:
             entry.running, entry.last_used = None, now
             entry.measured(ev.memory, settled=True)
-            if ev.outcome == "crashed":  # dead but not reaped: its memory counts, nothing is granted
-                entry.state, entry.stop_reason = "stopping", "crashed"
+            if entry.state == "stopping":
+                return  # died, killed or being stopped meanwhile: its stop reason stands
+            if ev.outcome in ("crashed", "killed"):  # dead but not reaped: its memory counts
+                entry.state = "stopping"
+                entry.stop_reason = "crashed" if ev.outcome == "crashed" else "killed"
             elif entry.state == "busy":
                 entry.state = "idle"
+
+    def on_runner_died(self, ev: RunnerDied, now: float) -> None:
+        """EOF on the runner's frames: it is gone. Unless we were stopping it, that is a crash."""
+        entry = self._entry(ev.model, ev.incarnation)
+        if entry is None or entry.state == "stopping":
+            return
+        entry.state, entry.stop_reason = "stopping", "crashed"
+
+    def on_runner_killed(self, ev: RunnerKilled, now: float) -> None:
+        """rkio kills this runner itself: not a crash of the model, and nothing more is granted to it."""
+        entry = self._entry(ev.model, ev.incarnation)
+        if entry is None:
+            return
+        self.counters["kills"] += 1
+        if entry.state != "stopping" or entry.stop_reason == "crashed":
+            entry.state, entry.stop_reason = "stopping", f"killed: {ev.reason}"
 
     def on_token_stall(self, ev: TokenStall, now: float) -> None:
         run = self.running.get(ev.request_id)
@@ -179,7 +234,7 @@ class Scheduler:
         for rid in entry.unload_waiters:
             self.effects.finish(rid, None)
         if entry.state == "stopping" and entry.stop_reason != "crashed":
-            return
+            return  # we stopped or killed it ourselves
         self._crashed(ev.model, now, ev.exit.describe(ev.model))
 
     def on_unload(self, ev: Unload, now: float) -> None:
@@ -201,9 +256,6 @@ class Scheduler:
         entry = self.models.get(model) if model else None
         if entry is not None:
             entry.last_used = now
-
-    def on_tick(self, ev: Tick, now: float) -> None:
-        """Nothing to record: ``_dispatch`` applies every deadline that has passed."""
 
     def on_shutdown(self, ev: Shutdown, now: float) -> None:
         self.shutting_down = True
@@ -248,10 +300,15 @@ class Scheduler:
 
     # ------------------------------------------------------------------------------------------ helpers
 
-    def _reject_all(self, model: str, error: Exception) -> None:
-        for waiter in self.queues.pop(model, deque()):
-            del self.waiters[waiter.request_id]
-            self.effects.finish(waiter.request_id, error)  # type: ignore[arg-type]
+    def drop(self, waiter: Waiter) -> None:
+        """Remove a waiter from its queue and the index (the one place both are kept in step)."""
+        del self.waiters[waiter.request_id]
+        self.queues[waiter.model].remove(waiter)
+
+    def _reject_all(self, model: str, error: RkioError) -> None:
+        for waiter in list(self.queues.get(model, ())):
+            self.drop(waiter)
+            self.effects.finish(waiter.request_id, error)
 
     def _crashed(self, model: str, now: float, why: str) -> None:
         self.counters["crashes"] += 1
@@ -264,10 +321,10 @@ class Scheduler:
     def _dispatch(self, now: float) -> None:
         dispatch(self, now)
 
-    def stop(self, entry: ModelEntry, reason: str) -> None:
+    def begin_stop(self, entry: ModelEntry, reason: str) -> None:
         """Begin stopping a runner; its memory stays counted until ``RunnerExited``."""
         entry.state, entry.stop_reason = "stopping", reason
-        self.effects.stop_runner(entry.name, entry.incarnation)
+        self.effects.stop_runner(entry.name, entry.incarnation, reason)
 
     def begin_load(self, spec: ModelSpec, ctx: int, nbytes: int, learned: bool, base: int | None,
                    keep_alive: float, now: float) -> None:
@@ -290,6 +347,3 @@ def _need_ctx(spec: ModelSpec, num_ctx: int | None) -> int:
     ctx = num_ctx if num_ctx is not None and num_ctx > 0 else spec.load.max_context_len
     return min(ctx, spec.max_context_limit) if spec.max_context_limit else ctx
 
-
-def _snake(name: str) -> str:
-    return "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")

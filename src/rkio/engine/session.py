@@ -8,11 +8,12 @@ granted, cancelled, stalled, or done.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any, Literal
 
 from rkio.engine.events import Cancel, GenerationDone, Outcome, Request, TokenStall
-from rkio.engine.supervisor import Finished, Grant, Supervisor
+from rkio.engine.mailbox import Finished, Grant
+from rkio.engine.supervisor import Supervisor
 from rkio.engine.types import (
     ChatMessage,
     Done,
@@ -56,7 +57,7 @@ def runner_generation(spec: ModelSpec, request: GenerationRequest) -> RunnerGene
 
 async def generate(
     sup: Supervisor, spec: ModelSpec, request: GenerationRequest
-) -> AsyncIterator[EngineEvent]:
+) -> AsyncGenerator[EngineEvent, None]:
     """Queue ``request``, wait for its grant, stream the runner's chunks, end with ``Done``."""
     gen = runner_generation(spec, request)
     rid, box = sup.open_mailbox()
@@ -121,22 +122,13 @@ async def generate(
     finally:
         if watchdog is not None:
             watchdog.cancel()
-        grant = grant or _unread_grant(box)
+        grant = grant or box.unread_grant()
         sup.close_mailbox(rid)
         if not ended:
             if grant is None:
                 sup.post(Cancel(rid))
             else:
                 sup.abandon(rid, stream, grant.runner)
-
-
-def _unread_grant(box: Any) -> Grant | None:
-    """A grant can arrive after the client stopped listening; it must still be handed back."""
-    while not box.items.empty():
-        item = box.items.get_nowait()
-        if type(item) is Grant:
-            return item
-    return None
 
 
 def _done(result: RunnerDone, arrived: float, grant: Grant, first_at: float | None, now: float) -> Done:

@@ -3,6 +3,13 @@
 Nothing but ``run`` calls the scheduler, so there are no locks. Slow work (loading, stopping, aborting,
 waiting for memory to come back) runs in tasks whose results return as events. Tokens never pass
 through here: a granted request iterates its runner directly (see ``rkio.engine.session``).
+
+Two rules keep the shell and the scheduler in agreement:
+- The NPU lane is released (``GenerationDone``) only once the runtime has returned from its run: an abort
+  acknowledged by the runner, or the runner dead. A runner that does not return within ``abort_grace`` is
+  killed, and the kill is announced (``RunnerKilled``) before it happens, so it never counts as a crash.
+- A runner's death is an event the moment its frame pipe closes (``RunnerDied``), not after the reap: from
+  then on nothing is granted to it, and its memory stays counted until ``RunnerExited``.
 """
 
 from __future__ import annotations
@@ -10,22 +17,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
+from collections.abc import AsyncGenerator, Callable, Coroutine
 from typing import Any, Protocol
 
 from rkio.config import Settings
 from rkio.engine import meminfo
+from rkio.engine.effects import GrantResult
 from rkio.engine.events import (
     Event,
     GenerationDone,
     LoadDone,
     LoadFailed,
+    Outcome,
+    RunnerDied,
     RunnerExited,
+    RunnerKilled,
     Tick,
+    TokenStall,
 )
 from rkio.engine.footprints import FootprintStore
-from rkio.engine.ledger import SchedulerConfig, measured_bytes
+from rkio.engine.ledger import SchedulerConfig
+from rkio.engine.mailbox import Finished, Grant, Mailbox, Mailboxes
 from rkio.engine.scheduler import Scheduler
 from rkio.engine.types import (
     EngineEvent,
@@ -36,9 +48,11 @@ from rkio.engine.types import (
     RunnerMemory,
     TokenChunk,
 )
+from rkio.errors import InternalError, RkioError, RunnerCrashed, ShuttingDown
 from rkio.errors import LoadFailed as LoadFailedError
-from rkio.errors import RkioError, RunnerCrashed, ShuttingDown
 from rkio.runtime.base import LoadParams
+
+__all__ = ["Finished", "Grant", "Mailbox", "Runner", "RunnerFactory", "Supervisor"]
 
 log = logging.getLogger(__name__)
 
@@ -48,40 +62,41 @@ class Runner(Protocol):
 
     pid: int
 
+    @property
+    def alive(self) -> bool:
+        """False from the moment the runner's frame pipe closed (it died, or exited)."""
+        ...
+
+    def when_dead(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once the runner's frame pipe closes (soon, if it already has)."""
+        ...
+
     def memory(self) -> RunnerMemory | None: ...
     def generate(self, gen: RunnerGeneration) -> AsyncGenerator[TokenChunk | RunnerDone, None]:
         """Closing the generator (``aclose``) aborts the generation and returns once the runtime stopped."""
         ...
-    async def abort(self, timeout: float) -> bool: ...  # noqa: ASYNC109 (pinned runner interface)
+    async def abort(self, timeout: float) -> bool:  # noqa: ASYNC109 (pinned runner interface)
+        """Abort what runs; True once the runtime is idle (at once if it was), False after ``timeout``."""
+        ...
     async def stop(self, grace: float) -> RunnerExit: ...
     def kill(self) -> None: ...
     async def wait(self) -> RunnerExit: ...
 
 
-RunnerFactory = Callable[..., Awaitable[Runner]]
-"""``factory(spec, load, load_timeout=...)``, e.g. ``RunnerProcess.start``."""
+class RunnerFactory(Protocol):
+    """Starts a runner and loads the model in it, e.g. ``RunnerProcess.start``."""
+
+    async def __call__(self, spec: ModelSpec, load: LoadParams, *, load_timeout: float = ...) -> Runner: ...
 
 
-@dataclass(slots=True)
-class Grant:
-    runner: Runner
-    load_s: float | None
-    granted_at: float
+def scheduler_config(settings: Settings, budget: int) -> SchedulerConfig:
+    return SchedulerConfig(budget=budget, npu_lanes=settings.npu_lanes, max_queue=settings.max_queue,
+                           queue_timeout=settings.queue_timeout, keep_alive=settings.keep_alive,
+                           reserved_domains=tuple(settings.reserved_domains))
 
 
-@dataclass(slots=True)
-class Finished:
-    error: RkioError | None
-
-
-@dataclass(slots=True)
-class Mailbox:
-    """What the scheduler tells one waiting request; ``closed`` once the request stopped listening."""
-
-    items: asyncio.Queue[EngineEvent | Grant | Finished] = field(default_factory=asyncio.Queue)
-    closed: bool = False
-    error: RkioError | None = None  # set by an abort: the generation must end with it
-    runner: Runner | None = None
+class _Recovered:
+    """Queue marker: the runners of a faulted scheduler are gone; start over with a fresh one."""
 
 
 class Supervisor:
@@ -93,18 +108,22 @@ class Supervisor:
         self.settings = settings
         self.clock = clock
         self.footprints = footprints
-        self.scheduler = Scheduler(SchedulerConfig.from_settings(settings, budget), self, footprints.lookup)
+        self._config = scheduler_config(settings, budget)
+        self.scheduler = Scheduler(self._config, self, footprints.lookup)
         self._factory = runner_factory
         self._mem_probe = mem_probe
-        self._events: asyncio.Queue[Event | None] = asyncio.Queue()
-        self._mailboxes: dict[int, Mailbox] = {}
+        self._events: asyncio.Queue[Event | _Recovered | None] = asyncio.Queue()
+        self.mailboxes = Mailboxes()
         self._runners: dict[str, tuple[int, Runner]] = {}
+        self._keys: dict[int, tuple[str, int]] = {}  # id(runner) -> (model, incarnation)
         self._loads: dict[str, asyncio.Task[None]] = {}
         self._mem_before: dict[tuple[str, int], tuple[int | None, int]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._watchers: list[asyncio.Future[None]] = []
-        self._next_id = 0
+        self._held: list[Event] | None = None  # events that arrived while recovering from a fault
+        self._stale_ids = 0  # request ids up to this one belong to a faulted scheduler
+        self.faults = 0
 
     # ------------------------------------------------------------------------------------ the loop
 
@@ -114,16 +133,63 @@ class Supervisor:
     async def run(self) -> None:
         """Drain events until ``close``; the only caller of the scheduler."""
         while (event := await self._events.get()) is not None:
-            try:
-                self._learn(event)
-                self.scheduler.handle(event, self.clock())
-            except Exception:
-                log.exception("scheduler failed on %r", event)
-            self._arm_timer()
+            if isinstance(event, _Recovered):
+                self._restart()
+            elif self._held is not None:
+                self._held.append(event)
+            else:
+                self._handle(event)
             for fut in self._watchers:
                 if not fut.done():
                     fut.set_result(None)
             self._watchers.clear()
+
+    def _handle(self, event: Event) -> None:
+        if self._stale(event):
+            return
+        try:
+            self._learn(event)
+            self.scheduler.handle(event, self.clock())
+        except Exception:
+            # A bug: the scheduler's state is half-applied and cannot be trusted. End every request with an
+            # explicit error, stop every runner (their memory comes back), and start over with a fresh one.
+            log.exception("scheduler failed on %r; ending all requests and restarting the scheduler", event)
+            self._fault()
+        else:
+            self._arm_timer()
+
+    def _stale(self, event: Event) -> bool:
+        rid = getattr(event, "request_id", None)
+        return isinstance(event, GenerationDone | TokenStall) and rid is not None and rid <= self._stale_ids
+
+    def _fault(self) -> None:
+        self.faults += 1
+        self._held = []
+        self._stale_ids = self.mailboxes.last_id
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.mailboxes.fail_all(lambda: InternalError(
+            "internal error in the scheduler (the server log has the details); please retry"))
+        loads = list(self._loads.values())
+        self.cancel_loads()
+        self._spawn(self._recover(loads))
+
+    async def _recover(self, loads: list[asyncio.Task[None]]) -> None:
+        await asyncio.gather(*loads, return_exceptions=True)  # a cancelled load kills its own runner
+        await self.reap_all(self.settings.stop_grace)
+        self._events.put_nowait(_Recovered())
+
+    def _restart(self) -> None:
+        old = self.scheduler
+        self.scheduler = Scheduler(self._config, self, self.footprints.lookup)
+        self.scheduler.counters = old.counters
+        self.scheduler.failures, self.scheduler.quarantined = old.failures, old.quarantined
+        held, self._held = self._held or [], None
+        log.info("scheduler restarted after a fault; %d event(s) held meanwhile", len(held))
+        for event in held:
+            self._handle(event)
+        self._arm_timer()
 
     def close(self) -> None:
         self._events.put_nowait(None)
@@ -154,38 +220,53 @@ class Supervisor:
             run = self.scheduler.running.get(event.request_id)
             entry = self.scheduler.models.get(run.model) if run else None
             if entry is not None:
-                self.footprints.record(entry.spec, entry.ctx, measured_bytes(event.memory))
+                self.footprints.learn(entry.spec, entry.ctx, event.memory)
 
     # ------------------------------------------------------------------------------------ requests
 
     def open_mailbox(self) -> tuple[int, Mailbox]:
-        self._next_id += 1
-        box = Mailbox()
-        self._mailboxes[self._next_id] = box
-        return self._next_id, box
+        return self.mailboxes.open()
 
     def close_mailbox(self, request_id: int) -> None:
-        box = self._mailboxes.pop(request_id, None)
-        if box is not None:
-            box.closed = True
+        self.mailboxes.close(request_id)
 
     def abandon(self, request_id: int, stream: AsyncGenerator[Any, None] | None, runner: Runner) -> None:
-        """A granted client left mid-generation: close its stream (aborting), then free the lane."""
+        """A granted client left: stop its generation, and free the lane once the runtime has returned."""
         self._spawn(self._abandon(request_id, stream, runner))
 
     async def _abandon(self, request_id: int, stream: AsyncGenerator[Any, None] | None,
                        runner: Runner) -> None:
+        grace = self.settings.abort_grace
+        outcome: Outcome = "cancelled"
         try:
-            if stream is not None:
-                await asyncio.wait_for(stream.aclose(), self.settings.abort_grace)
+            if stream is not None:  # aborts a generation suspended at a token, and waits for the runtime
+                await asyncio.wait_for(stream.aclose(), grace)
+            # A consumer cancelled while it awaited a token (every HTTP disconnect) only *sent* the abort,
+            # and a prefill does not stop for it: the runtime is still running until it says otherwise.
+            stopped = await runner.abort(grace)
         except TimeoutError:
-            log.warning("abort did not return within %.1f s; killing runner %s", self.settings.abort_grace,
-                        runner.pid)
-            runner.kill()
+            stopped = False
+        except RkioError:
+            stopped = not runner.alive  # it died while stopping: RunnerDied tells the scheduler
         except Exception:
-            log.debug("closing an abandoned stream failed", exc_info=True)
-        finally:
-            self.post(GenerationDone(request_id, "cancelled"))
+            log.exception("abandoning generation %d failed", request_id)
+            stopped = False
+        if not stopped and runner.alive:
+            outcome = "killed"
+            await self._kill(runner, f"the runtime did not stop within {grace:g} s of an abort")
+        self.post(GenerationDone(request_id, outcome))
+
+    async def _kill(self, runner: Runner, reason: str) -> None:
+        """Kill a runner ourselves, say so first, and return once it is dead (the NPU is free)."""
+        key = self._keys.get(id(runner))
+        log.warning("killing runner %s: %s", runner.pid, reason)
+        if key is not None:
+            self.post(RunnerKilled(key[0], key[1], reason))
+        runner.kill()
+        try:
+            await asyncio.wait_for(runner.wait(), self.settings.stop_grace)
+        except TimeoutError:
+            log.error("runner %s survived SIGKILL for %.1f s", runner.pid, self.settings.stop_grace)
 
     # ------------------------------------------------------------------------------------ effects
 
@@ -202,11 +283,14 @@ class Supervisor:
         except RkioError as exc:
             self.post(LoadFailed(model, incarnation, exc, isinstance(exc, RunnerCrashed)))
         except Exception as exc:
+            log.exception("starting a runner for %s failed", model)
             self.post(LoadFailed(model, incarnation, LoadFailedError(f"{model}: {exc}"), False))
         else:
             self._runners[model] = (incarnation, runner)
+            self._keys[id(runner)] = (model, incarnation)
             self._spawn(self._reap(model, incarnation, runner))
             self.post(LoadDone(model, incarnation, runner.pid, runner.memory()))
+            runner.when_dead(lambda: self.post(RunnerDied(model, incarnation)))
         finally:
             self._loads.pop(model, None)
 
@@ -218,17 +302,19 @@ class Supervisor:
                         meminfo.RECOVERY_CAP_S)
         if self._runners.get(model, (0, None))[0] == incarnation:
             del self._runners[model]
+        self._keys.pop(id(runner), None)
         self.post(RunnerExited(model, incarnation, exit_))
 
-    def stop_runner(self, model: str, incarnation: int) -> None:
+    def stop_runner(self, model: str, incarnation: int, reason: str) -> None:
         inc, runner = self._runners.get(model, (0, None))
         if runner is None or inc != incarnation:
             return
         memory = runner.memory()
-        if not self.scheduler.shutting_down:  # no next load to protect: shutdown need not wait for it
-            self._mem_before[(model, incarnation)] = (
-                self._mem_probe(), meminfo.expected_release(memory.rss_bytes if memory else None))
-        log.info("stopping %s (%s)", model, self.scheduler.models[model].stop_reason)
+        if reason != "shutdown":  # no next load to protect: shutdown need not wait for the memory
+            # NPU buffers may be outside RSS: what the load took from the machine is what must come back
+            taken = max(memory.rss_bytes, memory.available_drop_bytes or 0) if memory else None
+            self._mem_before[(model, incarnation)] = (self._mem_probe(), meminfo.expected_release(taken))
+        log.info("stopping %s (%s)", model, reason)
         self._spawn(self._stop(runner))
 
     async def _stop(self, runner: Runner) -> None:
@@ -238,41 +324,40 @@ class Supervisor:
             log.exception("stopping runner %s failed; killing it", runner.pid)
             runner.kill()
 
-    def grant(self, request_id: int, model: str, incarnation: int, load_s: float | None) -> bool:
-        box = self._mailboxes.get(request_id)
+    def grant(self, request_id: int, model: str, incarnation: int, load_s: float | None) -> GrantResult:
+        box = self.mailboxes.get(request_id)
+        if box is None or box.closed:
+            return GrantResult.CLIENT_GONE
         inc, runner = self._runners.get(model, (0, None))
-        if box is None or box.closed or runner is None or inc != incarnation:
-            return False
+        if runner is None or inc != incarnation or not runner.alive:
+            return GrantResult.RUNNER_GONE
         box.runner = runner
         box.items.put_nowait(Grant(runner, load_s, self.clock()))
-        return True
+        return GrantResult.GRANTED
 
     def abort(self, request_id: int, error: RkioError) -> None:
-        box = self._mailboxes.get(request_id)
+        box = self.mailboxes.get(request_id)
         if box is None or box.runner is None:
             return
         box.error = error
         self._spawn(self._abort(box.runner))
 
     async def _abort(self, runner: Runner) -> None:
+        """The request's own task sees the runtime return (or the runner die) and frees the lane."""
+        grace = self.settings.abort_grace
         try:
-            stopped = await runner.abort(self.settings.abort_grace)
+            stopped = await runner.abort(grace)
         except Exception:
+            log.exception("aborting runner %s failed", runner.pid)
             stopped = False
-        if not stopped:
-            log.warning("runner %s did not abort within %.1f s; killing it", runner.pid,
-                        self.settings.abort_grace)
-            runner.kill()
+        if not stopped and runner.alive:
+            await self._kill(runner, f"the runtime did not stop within {grace:g} s of an abort")
 
     def notify(self, request_id: int, event: EngineEvent) -> None:
-        box = self._mailboxes.get(request_id)
-        if box is not None:
-            box.items.put_nowait(event)
+        self.mailboxes.post(request_id, event)
 
     def finish(self, request_id: int, error: RkioError | None) -> None:
-        box = self._mailboxes.get(request_id)
-        if box is not None:
-            box.items.put_nowait(Finished(error))
+        self.mailboxes.post(request_id, Finished(error))
 
     # ------------------------------------------------------------------------------------ shutdown
 
@@ -283,6 +368,25 @@ class Supervisor:
     def kill_all(self) -> None:
         for _, runner in list(self._runners.values()):
             runner.kill()
+
+    async def reap_all(self, timeout: float) -> None:  # noqa: ASYNC109 (a bound, not a deadline API)
+        """Kill every runner and wait (up to ``timeout``) until each has been reaped."""
+        runners = [runner for _, runner in self._runners.values()]
+        for runner in runners:
+            runner.kill()
+        if runners:
+            waits = asyncio.gather(*(runner.wait() for runner in runners), return_exceptions=True)
+            try:
+                await asyncio.wait_for(waits, timeout)
+            except TimeoutError:
+                log.error("%d runner(s) not reaped %.1f s after SIGKILL", len(runners), timeout)
+
+    async def drain_tasks(self) -> None:
+        """Cancel the shell's own tasks (reaps, stops, aborts) and wait for them to end."""
+        tasks = [t for t in self._tasks if not t.done()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)

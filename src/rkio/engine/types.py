@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from rkio.runtime.base import GenerateParams, LoadParams, Perf, Sampling
+from rkio.runtime.base import ChatMessage, GenerateParams, LoadParams, Perf, RuntimeKind, Sampling
 
-RuntimeKind = Literal["rkllm", "llamacpp"]
+__all__ = ["ChatMessage", "RuntimeKind"]  # defined in the runtime layer, re-exported for the engine's callers
 
 
 # ---------------------------------------------------------------------------------------------- models
@@ -38,16 +38,6 @@ class ModelSpec:
 
 
 # ---------------------------------------------------------------------------------------------- requests
-
-
-@dataclass(frozen=True, slots=True)
-class ChatMessage:
-    role: str  # system | user | assistant | tool
-    content: str
-    tool_calls: tuple[dict[str, Any], ...] = ()
-    tool_call_id: str | None = None
-    name: str | None = None
-    images: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,9 +204,14 @@ class RunnerExit:
 
 @dataclass(frozen=True, slots=True)
 class RunnerMemory:
+    """What a runner measured of its own footprint; ``None`` where it had no such figure."""
+
     rss_bytes: int
     hwm_bytes: int
     runtime_mb: float | None  # RKLLMPerfStat.memory_usage_mb when reported
+    # MemAvailable just before the load minus its lowest reading since, up to the first generation's end:
+    # machine-wide (other processes move it), but it sees NPU buffers that VmRSS may miss (runner.memory)
+    available_drop_bytes: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,8 +46,7 @@ async def replay(flavour: str, budget: int, overcommit: str, root: Path) -> list
         write_sim_model(models / name / f"{name}.rkllm", size)
     state = root / "sim-state"
     env = sim_environment(sim_library(flavour), state, 16 * GiB, overcommit, base={})
-    settings = Settings.load(overrides={"models_dir": models, "state_dir": root / "rkio-state",
-                                        "memory_budget": budget}, environ={})
+    settings = Settings(models_dir=models, state_dir=root / "rkio-state", memory_budget=budget)  # no RKIO_*
     engine = ModelEngine(settings, runner_factory=functools.partial(RunnerProcess.start, env=env))
     await engine.start()
     rows: list[list[str]] = []

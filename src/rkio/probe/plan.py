@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -76,11 +77,25 @@ class StepResult:
     elapsed_s: float = 0.0
 
 
-def footprint_of(steps: list[StepResult] | tuple[StepResult, ...]) -> int | None:
+def load_drop(steps: Sequence[StepResult]) -> int | None:
+    """How far MemAvailable fell from before the first load to its lowest reading after any later step
+    (the load, then the generation that touches the KV cache), in bytes; None without readings."""
+    load = next((i for i, s in enumerate(steps) if s.action == "load" and s.mem_available_before), None)
+    if load is None:
+        return None
+    before = steps[load].mem_available_before
+    after = [s.mem_available_after for s in steps[load:] if s.mem_available_after]
+    if before is None or not after:
+        return None
+    return max(0, before - min(after))
+
+
+def footprint_of(steps: Sequence[StepResult]) -> int | None:
     """The best measured footprint of a model alone, in bytes.
 
     The largest of: peak RSS of its child, the runtime's own memory_usage_mb (a VmHWM figure, §2.3), and
-    the drop of MemAvailable across the load (catches NPU buffers not charged to the process's RSS).
+    the drop of MemAvailable across the load and first generation (catches NPU buffers not charged to the
+    process's RSS).
     """
     figures: list[int] = []
     for step in steps:
@@ -88,8 +103,9 @@ def footprint_of(steps: list[StepResult] | tuple[StepResult, ...]) -> int | None
             figures.append(step.hwm_bytes)
         if step.runtime_mb:
             figures.append(int(step.runtime_mb * MiB))
-        if step.action == "load" and step.mem_available_before and step.mem_available_after:
-            figures.append(max(0, step.mem_available_before - step.mem_available_after))
+    drop = load_drop(steps)
+    if drop is not None:
+        figures.append(drop)
     return max(figures) if figures else None
 
 

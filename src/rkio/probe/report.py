@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from rkio import __version__
+from rkio.probe.coverage import npu_coverage
 from rkio.probe.diagnose import Diagnosis, diagnose
 from rkio.probe.plan import PairResult, ProbeConfig, SoloResult, StepResult
 from rkio.units import MiB
 
-REPORT_VERSION = 1
+REPORT_VERSION = 2  # 2: solo npu_coverage; footprints carry covers_npu and npu_measures
 
 
 def _mib(value: int | None) -> str:
@@ -23,11 +24,16 @@ def _mib(value: int | None) -> str:
 
 
 def footprint_records(config: ProbeConfig, solos: list[SoloResult]) -> list[dict[str, Any]]:
-    """Measured solo footprints keyed the way the engine identifies a model file and its context size."""
+    """Measured solo footprints keyed the way the engine identifies a model file and its context size.
+
+    ``covers_npu``: the figure includes a plausible MemAvailable drop, so the NPU buffers; ``npu_measures``:
+    which of the runner's own measures were found to include them (None: undecided). See ``coverage``.
+    """
     records = []
     for solo in solos:
         if solo.footprint_bytes is None:
             continue
+        coverage = npu_coverage(solo.steps, solo.model.size_bytes)
         try:
             mtime_ns = os.stat(solo.model.path).st_mtime_ns
         except OSError:
@@ -35,8 +41,17 @@ def footprint_records(config: ProbeConfig, solos: list[SoloResult]) -> list[dict
         records.append({"model": solo.model.name, "path": solo.model.path,
                         "size_bytes": solo.model.size_bytes, "mtime_ns": mtime_ns,
                         "max_context_len": config.max_context_len, "bytes": solo.footprint_bytes,
+                        "covers_npu": coverage.drop_counts,
+                        "npu_measures": None if coverage.measures is None else list(coverage.measures),
                         "source": "rkio probe"})
     return records
+
+
+def coverage_record(steps: list[StepResult], size_bytes: int) -> dict[str, Any]:
+    """The figures a solo run compared and which of them include the NPU buffers."""
+    c = npu_coverage(steps, size_bytes)
+    return {"drop_bytes": c.drop_bytes, "rss_bytes": c.rss_bytes, "runtime_bytes": c.runtime_bytes,
+            "measures": None if c.measures is None else list(c.measures), "summary": c.summary()}
 
 
 def build_report(config: ProbeConfig, solos: list[SoloResult], pairs: list[PairResult],
@@ -55,7 +70,8 @@ def build_report(config: ProbeConfig, solos: list[SoloResult], pairs: list[PairR
                    "prompt": config.prompt, "margin_bytes": config.margin_bytes,
                    "pair_modes": [m.value for m in config.pair_modes]},
         "solo": [{"model": s.model.name, "outcome": s.outcome.value, "footprint_bytes": s.footprint_bytes,
-                  "reference": s.reference, "steps": [step(x) for x in s.steps]} for s in solos],
+                  "reference": s.reference, "npu_coverage": coverage_record(s.steps, s.model.size_bytes),
+                  "steps": [step(x) for x in s.steps]} for s in solos],
         "pairs": [{"mode": p.mode.value, "first": p.first.name, "second": p.second.name,
                    "combined_bytes": p.combined_bytes, "outcome": p.outcome.value,
                    "first_survived_second_load": p.first_survived_second_load,
@@ -98,10 +114,16 @@ def summary(report: dict[str, Any]) -> str:
     rows = []
     for solo in report["solo"]:
         load = solo["steps"][0] if solo["steps"] else {}
+        coverage = solo.get("npu_coverage") or {}
+        verdict = coverage.get("summary", "-") if solo["outcome"] == "ok" else "-"
         rows.append([solo["model"], solo["outcome"], _mib(solo["footprint_bytes"]),
-                     _mib(load.get("mem_available_before")), _short(solo["reference"]),
+                     _mib(load.get("mem_available_before")), _mib(coverage.get("drop_bytes")),
+                     _mib(coverage.get("rss_bytes")), _mib(coverage.get("runtime_bytes")),
+                     verdict, _short(solo["reference"]),
                      _short(load.get("detail"), 50) if solo["outcome"] != "ok" else ""])
-    lines += _table(["model", "outcome", "footprint MiB", "MemAvailable before MiB", "reply", "detail"], rows)
+    lines += _table(["model", "outcome", "footprint MiB", "MemAvailable before MiB", "MemAvailable drop MiB",
+                     "VmRSS/VmHWM MiB", "memory_usage_mb MiB", "NPU buffers counted by", "reply", "detail"],
+                    rows)
     if report["pairs"]:
         lines += ["", "Pairs (first loaded, then second, then both asked):", ""]
         rows = []

@@ -197,6 +197,7 @@ class Prober:
                                self.config.step_timeout)
         elapsed = time.monotonic() - started
         memory = child.memory()
+        after = self.gauge(sum(self._resident.values()))  # the first generation touches the KV cache
         text: str | None = None
         runtime_mb: float | None = None
         if answer.reply is not None and answer.reply.get("ok"):
@@ -211,7 +212,7 @@ class Prober:
         else:
             outcome, detail = answer.outcome or Outcome.CRASHED, answer.detail
         return StepResult(series, "generate", model.name, child.label, domain, outcome, detail, text=text,
-                          rss_bytes=memory.rss_bytes if memory else None,
+                          mem_available_after=after, rss_bytes=memory.rss_bytes if memory else None,
                           hwm_bytes=memory.hwm_bytes if memory else None,
                           runtime_mb=runtime_mb, elapsed_s=elapsed)
 

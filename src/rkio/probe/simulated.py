@@ -16,6 +16,7 @@ from rkio.units import GiB
 
 FLAVOURS = ("1.1.4", "1.2.0", "1.2.1", "1.2.3", "1.3.0")
 OVERCOMMIT_MODES = ("fail", "segv", "garbage", "oom")
+NPU_MEMORY_MODES = ("ledger", "dma")  # docs/simulator.md "NPU buffers and RSS"
 REPO = Path(__file__).resolve().parents[3]
 
 
@@ -60,7 +61,7 @@ def sim_models(directory: Path, sizes: Sequence[int], header: Mapping[str, str |
 
 
 def sim_environment(library: Path, state: Path, ram_bytes: int, overcommit: str | None,
-                    base: Mapping[str, str] | None = None) -> dict[str, str]:
+                    base: Mapping[str, str] | None = None, npu_memory: str | None = None) -> dict[str, str]:
     """The children's environment: the library to load and the simulated machine's RAM and behaviour."""
     env = dict(os.environ if base is None else base)
     env.update({"RKIO_RKLLM_LIB": str(library), "RKLLM_SIM_STATE": str(state),
@@ -70,6 +71,10 @@ def sim_environment(library: Path, state: Path, ram_bytes: int, overcommit: str 
         if overcommit not in OVERCOMMIT_MODES:
             raise ValueError(f"overcommit must be one of {', '.join(OVERCOMMIT_MODES)}")
         env["RKLLM_SIM_OVERCOMMIT"] = overcommit
+    if npu_memory is not None:
+        if npu_memory not in NPU_MEMORY_MODES:
+            raise ValueError(f"npu_memory must be one of {', '.join(NPU_MEMORY_MODES)}")
+        env["RKLLM_SIM_NPU_MEMORY"] = npu_memory
     return env
 
 

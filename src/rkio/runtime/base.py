@@ -10,12 +10,27 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from rkio.errors import Unsupported
 
 if TYPE_CHECKING:
     from rkio.runtime.chat import ChatTemplate
+
+
+RuntimeKind = Literal["rkllm", "llamacpp"]
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    """One message of a conversation, as the chat template renders it."""
+
+    role: str  # system | user | assistant | tool
+    content: str
+    tool_calls: tuple[dict[str, Any], ...] = ()
+    tool_call_id: str | None = None
+    name: str | None = None
+    images: tuple[bytes, ...] = ()
 
 
 class Feature(StrEnum):

@@ -16,8 +16,8 @@ import jinja2
 import jinja2.ext
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from rkio.engine.types import ChatMessage
 from rkio.errors import InvalidRequest
+from rkio.runtime.base import ChatMessage
 from rkio.runtime.chat_presets import KNOWN_END_MARKERS, PRESETS, STOP_STRINGS
 
 DEFAULT_PRESET = "chatml"

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from rkio.engine.types import RuntimeKind
+from rkio.runtime.base import RuntimeKind
 
 NPU_SOCS = ("rk3588", "rk3576")
 RUNTIME_CHOICES = ("auto", "rkllm", "llamacpp")

@@ -38,7 +38,8 @@ def start_server(sim_lib: Path, tmp_path: Path) -> Iterator[Callable[..., LiveSe
         log_path = home / "server.log"
         cmd = [sys.executable, "-m", "rkio", "serve", "--port", str(port),
                "--models-dir", str(home / "models"),
-               "--runtime", "rkllm", "--memory-budget", "2GiB", "--stop-grace", "3", *flags]
+               "--runtime", "rkllm", "--memory-budget", "2GiB", "--stop-grace", "3",
+               "--npu-lock", str(home / "npu.lock"), *flags]  # each server its own simulated board
         with log_path.open("wb") as log:
             process = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
         server = LiveServer(f"http://127.0.0.1:{port}", process, log_path)

@@ -32,7 +32,8 @@ def server(gemma_models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     port = free_port()
     env = {**os.environ, "RKIO_HOME": str(home), "RKIO_MODELS_DIR": str(gemma_models_dir),
            "RKIO_STATE_DIR": str(home / "state"), "RKIO_HOST": "127.0.0.1", "RKIO_PORT": str(port),
-           "RKIO_RUNTIME": "llamacpp", "RKIO_DEFAULT_MODEL": MODEL}
+           "RKIO_RUNTIME": "llamacpp", "RKIO_DEFAULT_MODEL": MODEL,
+           "RKIO_NPU_LOCK": str(home / "npu.lock")}  # never collides with another test's server
     env.pop("RKIO_API_KEY", None)
     log = (home / "serve.log").open("wb")
     proc = subprocess.Popen([sys.executable, "-m", "rkio", "serve"], env=env, stdout=log,

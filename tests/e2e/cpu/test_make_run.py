@@ -18,6 +18,7 @@ def test_run_script_installs_the_default_model_and_serves_it(gemma_models_dir: P
     env = {k: v for k, v in os.environ.items() if not k.startswith("RKIO_")}
     # a missing explicit library path never falls back to a search: the CPU path even on a board
     env.update({"RKIO_HOME": str(tmp_path / "home"), "RKIO_PORT": str(port),
+                "RKIO_NPU_LOCK": str(tmp_path / "npu.lock"),
                 "RKIO_RKLLM_LIB": str(tmp_path / "none")})
     log = (tmp_path / "run.log").open("wb")
     proc = subprocess.Popen([str(REPO / "scripts" / "run.sh")], cwd=REPO, env=env, stdout=log,

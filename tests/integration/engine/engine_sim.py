@@ -163,8 +163,11 @@ def child_pids() -> set[int]:
 
 
 def configure_sim(sim: simkit.SimEnv, monkeypatch: Any, *, ram: int | None = None,
-                  overcommit: str | None = None, token_us: int | None = None) -> None:
+                  overcommit: str | None = None, token_us: int | None = None,
+                  npu_memory: str | None = None) -> None:
     """Change the simulator's settings for the runners started from now on (they inherit os.environ)."""
+    if npu_memory is not None:
+        sim.npu_memory = npu_memory
     if ram is not None:
         sim.ram_bytes = ram
     if overcommit is not None:

@@ -55,7 +55,7 @@ async def test_gguf_footprint_is_learned_and_lets_both_runtimes_share_the_budget
     finally:
         await first.stop(grace=1.0)
     figures = json.loads((state_dir / FILE_NAME).read_text())["figures"]
-    assert any(key.startswith("llamacpp|") and value == learned for key, value in figures.items())
+    assert any(key.startswith("llamacpp|") and value["bytes"] == learned for key, value in figures.items())
 
     # a budget that holds both by the learned figures, but not by the GGUF's first estimate
     budget = learned + npu + 32 * MiB

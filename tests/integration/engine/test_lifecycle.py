@@ -24,8 +24,9 @@ from engine_sim import (
 
 import simkit
 from rkio.engine.engine import ModelEngine
-from rkio.engine.footprints import FILE_NAME
+from rkio.engine.footprints import FILE_NAME, FootprintStore
 from rkio.engine.planner import estimate_footprint
+from rkio.engine.registry import ModelRegistry
 from rkio.engine.types import TokenChunk
 from rkio.errors import InsufficientMemory
 
@@ -133,12 +134,17 @@ async def test_pinned_model_is_never_expired_or_evicted(engines: EngineFactory, 
 async def test_learned_footprints_admit_what_estimates_would_not(models: SimModels, sim, monkeypatch,
                                                                  tmp_path) -> None:
     """Two 1 GiB models in a 3 GiB budget: by the estimate (1.7 GiB each) they need an eviction; by the
-    learned figure (1.36 GiB each, what the sim reserves) they fit together, after a restart too."""
+    learned figure (1.36 GiB each, what the sim reserves) they fit together after a restart. The figure
+    counts because a probe confirmed that the runtime's memory_usage_mb includes the NPU buffers (it does
+    in the simulator's default mode)."""
     configure_sim(sim, monkeypatch, ram=3 * GiB)
     models.add("a", 1 * GiB)
     models.add("b", 1 * GiB)
     estimate = estimate_footprint(1 * GiB, 4096)
     state_dir = tmp_path / "state"
+    store = FootprintStore(state_dir)
+    for name in ("a", "b"):
+        store.confirm(ModelRegistry(models.root).get(name), ["runtime"])
     before = child_pids()
 
     first = await start_engine(models.root, state_dir, sim)
@@ -147,9 +153,8 @@ async def test_learned_footprints_admit_what_estimates_would_not(models: SimMode
         assert first.status().loaded[0].bytes == estimate  # nothing measured yet
         assert_reply(await collect(first, "a", PROMPT), PROMPT, 5)
         await settle(first, quiet)
-        (held,) = sim.read_state()["reservations"]
-        learned = first.status().loaded[0].bytes
-        assert held["bytes"] <= learned < estimate
+        # an NPU model's figure counts from its next load on; this incarnation keeps the estimate
+        assert first.status().loaded[0].bytes == estimate
         assert_reply(await collect(first, "b", PROMPT), PROMPT, 5)  # b's estimate + a: over budget
         await settle(first, quiet)
         assert [m.name for m in first.status().loaded] == ["b"]
@@ -158,12 +163,16 @@ async def test_learned_footprints_admit_what_estimates_would_not(models: SimMode
     finally:
         await first.stop(grace=1.0)
     figures = json.loads((state_dir / FILE_NAME).read_text())["figures"]
-    assert sorted(k.split("|")[1].rsplit("/", 1)[1] for k in figures) == ["a.rkllm", "b.rkllm"]
+    learned = {k.split("|")[1].rsplit("/", 1)[1]: f["bytes"] for k, f in figures.items() if f["covers_npu"]}
+    assert sorted(learned) == ["a.rkllm", "b.rkllm"]
+    held = simkit.footprint(1 * GiB, 4096)
+    # the runtime's figure (the MemAvailable drop is host noise here: the default mode allocates nothing)
+    assert all(held <= figure < estimate for figure in learned.values()), learned
 
     second = await start_engine(models.root, state_dir, sim)
     try:
         await second.load("a")
-        assert second.status().loaded[0].bytes == learned  # the stored figure, before any generation
+        assert second.status().loaded[0].bytes == learned["a.rkllm"]  # stored, before any generation
         await second.load("b")
         await settle(second, quiet)
         assert {m.name for m in second.status().loaded} == {"a", "b"}

@@ -12,6 +12,7 @@ import pytest
 
 from rkio.cli import probe as probe_cli
 from rkio.engine.footprints import FootprintStore
+from rkio.probe.coverage import npu_coverage
 from rkio.probe.diagnose import Finding, diagnose
 from rkio.probe.engine_scenario import replay
 from rkio.probe.learned import spec_of
@@ -95,6 +96,23 @@ def test_guard_never_loads_past_free_ram_minus_margin(run_probe: RunProbe, tmp_p
     assert "overcommits 0" in state
 
 
+@pytest.mark.parametrize(("flavour", "npu_memory", "measures"), [
+    ("1.2.3", "ledger", ("runtime",)),  # memory_usage_mb reports the whole footprint
+    ("1.1.4", "ledger", ()),            # no memory_usage_mb before 1.2.1, and RSS misses the buffers
+    ("1.2.3", "dma", ()),               # memory_usage_mb is VmHWM, and the buffers are outside RSS
+])
+def test_the_probe_records_which_measure_includes_the_npu_buffers(
+        run_probe: RunProbe, flavour: str, npu_memory: str, measures: tuple[str, ...]) -> None:
+    size, header = 64 * MiB, {"buffer_bytes": 16 * MiB}  # small: the dma mode really allocates it
+    prober = run_probe(flavour, size, header=header, npu_memory=npu_memory, modes=())
+    (solo,) = prober.solos
+    coverage = npu_coverage(solo.steps, size)
+    held = size + 512 * 28 * 1024 + 16 * MiB
+    assert coverage.drop_bytes == held  # the simulated machine's MemAvailable
+    assert coverage.measures == measures
+    assert solo.footprint_bytes == held  # the drop catches what the other measures miss
+
+
 def test_a_hung_generation_is_killed_at_the_step_timeout(run_probe: RunProbe) -> None:
     prober = run_probe("1.2.3", SMALL, header={"fault": "hang_at_token:2"}, timeout=1.0)
     solo = prober.solos[0]
@@ -111,30 +129,44 @@ def test_cli_simulate_writes_report_and_summary(tmp_path: Path, capsys: pytest.C
     report = json.loads((tmp_path / "out" / "probe.json").read_text())
     assert [f["finding"] for f in report["findings"]] == ["domain problem"]
     assert {r["model"] for r in report["footprints"]} == {"sim-1.5g", "sim-3g"}
-    assert "domain problem: sim-3g + sim-1.5g" in capsys.readouterr().out
-    # the server's store now knows the measured figure instead of its estimate
+    out = capsys.readouterr().out
+    assert "domain problem: sim-3g + sim-1.5g" in out
+    assert "| sim-1.5g | ok | 1806 |" in out and "runtime (memory_usage_mb)" in out
+    # the server's store now knows the measured figure instead of its estimate, and that the runtime's
+    # memory_usage_mb includes the NPU buffers of both model files
     record = next(r for r in report["footprints"] if r["model"] == "sim-1.5g")
-    assert FootprintStore(tmp_path / "state").lookup(spec_of(record), 512) == (1806 * MiB, True)
+    store = FootprintStore(tmp_path / "state")
+    assert store.lookup(spec_of(record), 512) == (1806 * MiB, True)
+    assert sorted(store.npu_measures.values()) == [("runtime",), ("runtime",)]
 
 
 def test_import_footprints_from_a_board_report(tmp_path: Path) -> None:
-    model = tmp_path / "qwen.rkllm"
-    model.write_bytes(b"x")
-    record = {"model": "qwen", "path": str(model), "size_bytes": 1, "mtime_ns": model.stat().st_mtime_ns,
-              "max_context_len": 4096, "bytes": 1_800_000_000, "source": "rkio probe"}
-    (tmp_path / "probe.json").write_text(json.dumps({"footprints": [record]}))
+    records = []
+    for name, extra in (("old", {}), ("new", {"covers_npu": True, "npu_measures": ["runtime"]})):
+        model = tmp_path / f"{name}.rkllm"
+        model.write_bytes(b"x")
+        records.append({"model": name, "path": str(model), "size_bytes": 1,
+                        "mtime_ns": model.stat().st_mtime_ns, "max_context_len": 4096, "bytes": 1_800_000_000,
+                        "source": "rkio probe", **extra})
+    (tmp_path / "probe.json").write_text(json.dumps({"footprints": records}))
     parser = argparse.ArgumentParser(prog="rkio")
     probe_cli.register(parser.add_subparsers())
     args = parser.parse_args(["probe", "--import-footprints", str(tmp_path / "probe.json"),
                               "--state-dir", str(tmp_path / "state")])
     assert args.func(args) == 0
-    assert FootprintStore(tmp_path / "state").lookup(spec_of(record), 4096) == (1_800_000_000, True)
+    store = FootprintStore(tmp_path / "state")
+    old, new = (spec_of(r) for r in records)
+    # a report_version 1 record does not say it includes the NPU buffers: it only raises the estimate
+    assert store.lookup(old, 4096) == (1_800_000_000, False)
+    assert store.lookup(new, 4096) == (1_800_000_000, True)
+    assert store.npu_measures == {f"rkllm|{new.path}|1|{new.mtime_ns}": ("runtime",)}
 
 
 def test_engine_scenario_places_the_pair_in_separate_domains_without_overcommit(tmp_path: Path) -> None:
     rows = asyncio.run(replay("1.2.3", 16 * GiB, "oom", tmp_path))
     assert [row[2] for row in rows] == ["ok (length)"] * 3
-    assert "large domains [0]" in rows[1][3] and "small domains [1]" in rows[1][3]
+    # large keeps its estimate (two windows from 0: nothing confirmed its measures); small goes to window 1
+    assert "large domains [0, 1]" in rows[1][3] and "small domains [1]" in rows[1][3]
     assert [(row[5], row[6]) for row in rows] == [("0", "0")] * 3  # no overcommit, nobody OOM-killed
 
 

@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
-import simkit
 
+import simkit
 from rkio.engine.registry import ModelRegistry
 from rkio.engine.runner import RunnerProcess
 from rkio.engine.types import ModelSpec

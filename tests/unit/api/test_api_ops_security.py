@@ -133,3 +133,17 @@ async def test_access_log_line_per_request(
     assert len(lines) == 1
     assert "status=200" in lines[0] and "model=qwen" in lines[0] and "completion_tokens=2" in lines[0]
     assert "outcome=ok" in lines[0] and "ttft_ms=" in lines[0]
+
+
+async def test_ready_with_a_failing_engine_gives_a_fixed_reason_and_logs_the_detail(
+        client: httpx.AsyncClient, engine: FakeEngine, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    def broken() -> None:
+        raise OSError("/secret/models: permission denied")
+
+    monkeypatch.setattr(engine, "models", broken)
+    r = await client.get("/ready")
+    assert r.status_code == 503
+    assert r.json() == {"status": "not ready", "reason": "the engine cannot report its status"}
+    assert "secret" not in r.text
+    assert "/secret/models: permission denied" in caplog.text  # the operator still learns why

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from rkio.engine.effects import GrantResult
 from rkio.engine.events import (
     Event,
     GenerationDone,
@@ -42,18 +43,21 @@ class FakeEffects:
 
     calls: list[tuple[Any, ...]] = field(default_factory=list)
     gone: set[int] = field(default_factory=set)
+    dead: set[tuple[str, int]] = field(default_factory=set)  # runners whose death the scheduler has not heard
 
     def start_load(self, model: str, incarnation: int, spec: ModelSpec, load: LoadParams) -> None:
         self.calls.append(("start_load", model, incarnation, load))
 
-    def stop_runner(self, model: str, incarnation: int) -> None:
+    def stop_runner(self, model: str, incarnation: int, reason: str) -> None:
         self.calls.append(("stop_runner", model, incarnation))
 
-    def grant(self, request_id: int, model: str, incarnation: int, load_s: float | None) -> bool:
+    def grant(self, request_id: int, model: str, incarnation: int, load_s: float | None) -> GrantResult:
         if request_id in self.gone:
-            return False
+            return GrantResult.CLIENT_GONE
+        if (model, incarnation) in self.dead:
+            return GrantResult.RUNNER_GONE
         self.calls.append(("grant", request_id, model, incarnation, load_s))
-        return True
+        return GrantResult.GRANTED
 
     def abort(self, request_id: int, error: RkioError) -> None:
         self.calls.append(("abort", request_id, error))

@@ -15,22 +15,46 @@ from rkio.units import MiB
 
 
 class FakeRunner:
+    """Dies in two steps like a process: EOF on its frames first (``alive`` False, death callbacks), then
+    the reap (``wait`` returns); ``reap_gate``, when set, holds the reap until the test opens it."""
+
     def __init__(self, spec: ModelSpec, load: LoadParams, pid: int, tokens: list[str]) -> None:
         self.spec, self.load, self.pid, self.tokens = spec, load, pid, tokens
         self.gate: asyncio.Event | None = None  # when set, each token waits for it (then it is cleared)
         self.abort_ok = True
         self.aborted = asyncio.Event()
+        self._died = asyncio.Event()
         self.closed = False
         self.crash_at: int | None = None
         self.generations: list[RunnerGeneration] = []
         self.killed = False
+        self.abort_calls = 0
+        self.running = False  # the "runtime" is inside a generation
+        self.reap_gate: asyncio.Event | None = None
+        self.abort_gate: asyncio.Event | None = None  # when set, an abort takes only once it is opened
+        self._dead: RunnerExit | None = None
+        self._reaping: asyncio.Future[None] | None = None
+        self._death_callbacks: list[Any] = []
         self._exit: asyncio.Future[RunnerExit] = asyncio.get_running_loop().create_future()
+
+    @property
+    def alive(self) -> bool:
+        return self._dead is None
+
+    def when_dead(self, callback: Any) -> None:
+        if self._dead is not None:
+            asyncio.get_running_loop().call_soon(callback)
+        else:
+            self._death_callbacks.append(callback)
 
     def memory(self) -> RunnerMemory | None:
         return RunnerMemory(rss_bytes=300 * MiB, hwm_bytes=320 * MiB, runtime_mb=None)
 
     async def generate(self, gen: RunnerGeneration) -> AsyncGenerator[TokenChunk | RunnerDone, None]:
+        if self._dead is not None:
+            raise RunnerCrashed(self._dead.describe(self.spec.name))
         self.generations.append(gen)
+        self.running = True
         try:
             for i, text in enumerate(self.tokens):
                 if self.crash_at == i:
@@ -38,21 +62,25 @@ class FakeRunner:
                 if self.gate is not None:
                     await self._wait_gate()
                     if self.aborted.is_set():
+                        self.running = False
                         yield RunnerDone("abort", 3, i, None, self.memory())
                         return
-                if self._exit.done():
-                    raise RunnerCrashed(self._exit.result().describe(self.spec.name))
+                if self._dead is not None:
+                    raise RunnerCrashed(self._dead.describe(self.spec.name))
                 yield TokenChunk(text, (i,))
             perf = Perf(prefill_ms=5.0, prefill_tokens=3, generate_ms=20.0, generate_tokens=len(self.tokens),
                         memory_usage_mb=None)
+            self.running = False
             yield RunnerDone("stop", 3, len(self.tokens), perf, self.memory())
         finally:
             self.closed = True
+            if self.abort_ok and self.abort_gate is None:
+                self.running = False  # the consumer's abort is acknowledged at once
 
     async def _wait_gate(self) -> None:
         assert self.gate is not None
         waits = [asyncio.ensure_future(self.gate.wait()), asyncio.ensure_future(self.aborted.wait()),
-                 asyncio.ensure_future(asyncio.shield(self._exit))]
+                 asyncio.ensure_future(self._died.wait())]
         try:
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -61,25 +89,58 @@ class FakeRunner:
         self.gate.clear()
 
     async def abort(self, timeout: float) -> bool:  # noqa: ASYNC109
-        if self.abort_ok:
-            self.aborted.set()
-        return self.abort_ok
+        """Like RunnerProcess.abort: True at once when the runtime is idle, else whether it stopped."""
+        if not self.running or self._dead is not None:
+            return True
+        self.abort_calls += 1
+        if not self.abort_ok:
+            return False
+        if self.abort_gate is not None:  # a prefill that runs to its end before the abort takes
+            try:
+                await asyncio.wait_for(self.abort_gate.wait(), timeout)
+            except TimeoutError:
+                return False
+        self.aborted.set()
+        self.running = False
+        return True
 
     async def stop(self, grace: float) -> RunnerExit:
-        if not self._exit.done():
-            self._exit.set_result(RunnerExit(0, None, "stop", None))
-        return await self._exit
+        self._die(None, "stop")
+        return await self.wait()
 
     def kill(self) -> None:
         self.killed = True
         self._die(signal.SIGKILL, "generation")
 
-    def _die(self, sig: int, during: Any) -> None:
+    def crash(self, sig: int = signal.SIGSEGV) -> None:
+        """The process dies by itself (EOF now, reap when ``reap_gate`` allows)."""
+        self._die(sig, "idle")
+
+    def _die(self, sig: int | None, during: Any) -> None:
+        if self._dead is not None:
+            return
+        last_error = None if sig is None else "E rkllm: boom"
+        self._dead = RunnerExit(0 if sig is None else None, sig, during, last_error)
+        self.running = False
+        self._died.set()
+        callbacks, self._death_callbacks = self._death_callbacks, []
+        for callback in callbacks:
+            callback()
+        self._reaping = asyncio.ensure_future(self._reap())
+
+    async def _reap(self) -> None:
+        if self.reap_gate is not None:
+            await self.reap_gate.wait()
+        assert self._dead is not None
         if not self._exit.done():
-            self._exit.set_result(RunnerExit(None, sig, during, "E rkllm: boom"))
+            self._exit.set_result(self._dead)
 
     async def wait(self) -> RunnerExit:
         return await asyncio.shield(self._exit)
+
+    def wait_done(self) -> bool:
+        """The process has been reaped."""
+        return self._exit.done()
 
 
 @dataclass

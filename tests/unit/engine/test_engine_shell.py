@@ -107,7 +107,8 @@ async def test_stall_aborts_and_kills_a_runner_that_ignores_abort(env: Any) -> N
     assert runner.killed
     await sup.until(lambda: "a" not in sup.scheduler.models)
     status = engine.status()
-    assert status.counters["crashes"] == 1 and status.running == 0
+    # the kill was rkio's own: counted as a kill, never as a crash towards quarantine
+    assert (status.counters["kills"], status.counters["crashes"], status.running) == (1, 0, 0)
 
 
 async def test_crash_mid_generation_raises_and_next_request_reloads(env: Any) -> None:
@@ -157,7 +158,8 @@ async def test_unload_status_and_learned_footprint(env: Any, tmp_path: Path) -> 
     await engine.unload("a")
     assert engine.status().loaded == ()
     figures = json.loads((tmp_path / "footprints.json").read_text())["figures"]
-    assert list(figures.values()) == [320 * 1024 * 1024]
+    # the fake runner's peak; no probe confirmed that its figures include NPU buffers
+    assert list(figures.values()) == [{"bytes": 320 * 1024 * 1024, "covers_npu": False}]
 
 
 async def test_lease_keeps_model_until_closed(env: Any) -> None:

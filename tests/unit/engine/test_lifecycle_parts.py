@@ -1,4 +1,4 @@
-"""Cooldown/quarantine policy, footprint store, meminfo probes and the watchdog (no sleeps)."""
+"""Cooldown/quarantine policy, meminfo probes and the watchdog (no sleeps)."""
 
 from __future__ import annotations
 
@@ -6,14 +6,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from engine_fakes import spec
-
 from rkio.engine import meminfo
-from rkio.engine.footprints import FootprintStore
 from rkio.engine.lifecycle import FailureRecord, cooldown_seconds, effective_keep_alive
-from rkio.engine.planner import estimate_footprint
 from rkio.engine.watchdog import Watchdog
-from rkio.units import GiB, MiB
+from rkio.units import MiB
 
 
 def test_cooldown_doubles_from_10s_to_5min() -> None:
@@ -31,31 +27,6 @@ def test_keep_alive_precedence() -> None:
     assert effective_keep_alive(None, None, 300) == 300
     assert effective_keep_alive(None, -1, 300) == -1
     assert effective_keep_alive(0, -1, 300) == 0
-
-
-def test_footprint_store_learns_persists_and_only_grows(tmp_path: Path) -> None:
-    model = spec("a", GiB)
-    store = FootprintStore(tmp_path)
-    assert store.lookup(model, 4096) == (estimate_footprint(GiB, 4096), False)
-    store.record(model, 4096, 1200 * MiB)
-    store.record(model, 4096, 1100 * MiB)
-    again = FootprintStore(tmp_path)
-    assert again.lookup(model, 4096) == (1200 * MiB, True)
-    assert again.lookup(model, 8192)[1] is False  # another context is another figure
-    assert again.lookup(spec("a", GiB + 1), 4096)[1] is False  # the file changed
-
-
-def test_learned_figure_below_the_model_file_counts_as_the_file(tmp_path: Path) -> None:
-    # an old rkllm reports no memory_usage_mb and its RSS may not include NPU buffers
-    model = spec("a", GiB)
-    store = FootprintStore(tmp_path)
-    store.record(model, 4096, 30 * MiB)
-    assert store.lookup(model, 4096) == (GiB, True)
-
-
-def test_footprint_store_survives_a_corrupt_file(tmp_path: Path) -> None:
-    (tmp_path / "footprints.json").write_text("{not json")
-    assert FootprintStore(tmp_path).figures == {}
 
 
 def test_meminfo_parsing(tmp_path: Path) -> None:

@@ -11,13 +11,16 @@ from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from rkio.engine import domains
+from rkio.engine.effects import GrantResult
 from rkio.engine.events import (
     Cancel,
     GenerationDone,
     LoadDone,
     LoadFailed,
     Request,
+    RunnerDied,
     RunnerExited,
+    RunnerKilled,
     Tick,
     TokenStall,
     Unload,
@@ -35,20 +38,30 @@ RESERVED = (1,)
 
 
 class Recording(FakeEffects):
-    """Also tracks runner processes: started -> live -> gone."""
+    """Also tracks runner processes: loading -> live -> stopping | dying | dead -> reaped (gone)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.processes: dict[tuple[str, int], str] = {}  # (model, incarnation) -> loading | live | stopping
+        # (model, incarnation) -> loading | live | stopping (asked to) | dying (crashed under a generation,
+        # reported by it) | dead (EOF seen by the shell, RunnerDied not yet handled) | heard (handled)
+        self.processes: dict[tuple[str, int], str] = {}
+
+    def grant(self, request_id: int, model: str, incarnation: int, load_s: float | None) -> GrantResult:
+        result = super().grant(request_id, model, incarnation, load_s)
+        if result is GrantResult.GRANTED:  # grants go only to live runners
+            assert self.processes.get((model, incarnation)) == "live", (model, incarnation, self.processes)
+        return result
 
     def start_load(self, model: str, incarnation: int, spec: Any, load: Any) -> None:
         super().start_load(model, incarnation, spec, load)
         self.processes[(model, incarnation)] = "loading"
 
-    def stop_runner(self, model: str, incarnation: int) -> None:
-        super().stop_runner(model, incarnation)
-        assert self.processes[(model, incarnation)] == "live"
-        self.processes[(model, incarnation)] = "stopping"
+    def stop_runner(self, model: str, incarnation: int, reason: str) -> None:
+        super().stop_runner(model, incarnation, reason)
+        state = self.processes[(model, incarnation)]
+        assert state in ("live", "dead"), state  # never a stop for a runner it knows to be dead or dying
+        if state == "live":
+            self.processes[(model, incarnation)] = "stopping"
 
 
 class SchedulerMachine(RuleBasedStateMachine):
@@ -112,12 +125,67 @@ class SchedulerMachine(RuleBasedStateMachine):
     def stall(self, data: st.DataObject, first: bool) -> None:
         self.handle(TokenStall(data.draw(st.sampled_from(sorted(self.s.running))), first))
 
-    @precondition(lambda self: bool(self._processes("stopping") + self._processes("dying")))
+    def _reapable(self) -> list[tuple[str, int]]:
+        return sorted(k for k, v in self.fx.processes.items() if v in ("stopping", "dying", "dead", "heard"))
+
+    @precondition(lambda self: bool(self._reapable()))
     @rule(data=st.data())
     def reaped(self, data: st.DataObject) -> None:
-        model, inc = data.draw(st.sampled_from(self._processes("stopping") + self._processes("dying")))
+        model, inc = data.draw(st.sampled_from(self._reapable()))
+        self._reap(model, inc)
+
+    def _reap(self, model: str, inc: int) -> None:
         del self.fx.processes[(model, inc)]
+        self.fx.dead.discard((model, inc))
         self.handle(RunnerExited(model, inc, RunnerExit(0, None, "stop", None)))
+
+    @precondition(lambda self: bool(self._processes("live") + self._processes("stopping")))
+    @rule(data=st.data(), heard=st.booleans())
+    def eof(self, data: st.DataObject, heard: bool) -> None:
+        """The runner's pipe closes (it died or exited); the scheduler hears of it now or later."""
+        model, inc = data.draw(st.sampled_from(self._processes("live") + self._processes("stopping")))
+        self.fx.processes[(model, inc)] = "dead"
+        self.fx.dead.add((model, inc))
+        if heard:
+            self.fx.processes[(model, inc)] = "heard"
+            self.handle(RunnerDied(model, inc))
+
+    @precondition(lambda self: bool(self._processes("live")))
+    @rule(data=st.data())
+    def request_meets_a_fresh_death(self, data: st.DataObject) -> None:
+        """The race of the review: a request arrives after the runner's EOF, before RunnerDied."""
+        model, inc = data.draw(st.sampled_from(self._processes("live")))
+        self.fx.processes[(model, inc)] = "dead"
+        self.fx.dead.add((model, inc))
+        self.next_id += 1
+        self.accepted.add(self.next_id)
+        self.handle(Request(self.next_id, next(m for m in MODELS if m.name == model)))
+
+    @precondition(lambda self: bool(self._processes("dead")))
+    @rule(data=st.data())
+    def hear_death(self, data: st.DataObject) -> None:
+        model, inc = data.draw(st.sampled_from(self._processes("dead")))
+        self.fx.processes[(model, inc)] = "heard"
+        self.handle(RunnerDied(model, inc))
+
+    @precondition(lambda self: any(self.fx.processes.get((r.model, r.incarnation)) == "live"
+                                   for r in self.s.running.values()))
+    @rule(data=st.data())
+    def kill_hung(self, data: st.DataObject) -> None:
+        """The shell kills a runner whose runtime ignored an abort, then the generation ends as killed."""
+        rid = data.draw(st.sampled_from(sorted(
+            rid for rid, r in self.s.running.items()
+            if self.fx.processes.get((r.model, r.incarnation)) == "live" and rid not in self.done_posted)))
+        run = self.s.running[rid]
+        crashes = self.s.counters["crashes"]
+        self.handle(RunnerKilled(run.model, run.incarnation, "abort timeout"))
+        self.fx.processes[(run.model, run.incarnation)] = "heard"
+        self.fx.dead.add((run.model, run.incarnation))
+        self.done_posted.add(rid)
+        self.handle(GenerationDone(rid, "killed"))
+        self.handle(RunnerDied(run.model, run.incarnation))
+        self._reap(run.model, run.incarnation)
+        assert self.s.counters["crashes"] == crashes  # our own kill is never a crash
 
     @precondition(lambda self: bool(self._processes("live")))
     @rule(data=st.data())
@@ -172,6 +240,29 @@ class SchedulerMachine(RuleBasedStateMachine):
                 assert rid not in self.s.waiters or self.s.waiters[rid].deadline > self.now
                 assert rid in self.s.waiters or any(rid in e.unload_waiters for e in self.s.models.values())
 
+    def teardown(self) -> None:
+        """Let everything finish (loads succeed, generations end, runners are reaped, deadlines pass):
+        then every request the clients did not withdraw has ended exactly once."""
+        for _ in range(500):
+            before = len(self.fx.calls)
+            for model, inc in self._processes("loading"):
+                self.fx.processes[(model, inc)] = "live"
+                self.handle(LoadDone(model, inc, 1, None))
+            for rid in sorted(set(self.s.running) - self.done_posted):
+                self.done_posted.add(rid)
+                self.handle(GenerationDone(rid, "ok"))
+            for model, inc in self._reapable():
+                self._reap(model, inc)
+            self.now += 500.0
+            self.handle(Tick())
+            if len(self.fx.calls) == before and not self.s.running and not self._reapable():
+                break
+        assert not self.s.waiters and not self.s.running
+        granted = Counter(self.fx.granted())
+        finished = Counter(c[1] for c in self.fx.of("finish"))
+        for rid in self.accepted:
+            assert granted[rid] + finished[rid] == 1, (rid, granted[rid], finished[rid])
+
     @invariant()
     def no_leaked_runners(self) -> None:
         tracked = {(m, e.incarnation) for m, e in self.s.models.items()}
@@ -180,5 +271,5 @@ class SchedulerMachine(RuleBasedStateMachine):
 
 
 SchedulerMachine.TestCase.settings = settings(
-    max_examples=60, stateful_step_count=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    max_examples=100, stateful_step_count=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 TestScheduler = SchedulerMachine.TestCase

@@ -30,6 +30,10 @@ def test_report_round_trips_as_json_and_summary_names_the_findings(tmp_path: Pat
     assert [f["finding"] for f in loaded["findings"]] == ["domain problem"]
     assert {r["model"]: r["bytes"] for r in loaded["footprints"]} == {"m1536": 1536 * MiB, "m3072": 3 * GiB}
     assert loaded["footprints"][0]["max_context_len"] == 512
+    # the fake board charges the buffers to the child's RSS, and MemAvailable falls by as much
+    assert [(r["covers_npu"], r["npu_measures"]) for r in loaded["footprints"]] == [(True, ["rss"])] * 2
+    assert loaded["solo"][0]["npu_coverage"]["drop_bytes"] == 1536 * MiB
     text = summary(loaded)
+    assert "| m1536 | ok | 1536 | 16384 | 1536 | 1536 | - | rss (VmRSS/VmHWM) |" in text
     assert "| two processes, same base_domain_id | m3072 + m1536 | 4608 |" in text
     assert "corruption" in text and "- domain problem: m3072 + m1536" in text

@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 from collections import deque
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import ClassVar, Literal
 
 from rkio.engine.runner.frames import (
@@ -104,6 +104,7 @@ class RunnerProcess:
         self._consumer = False
         self._stopped = asyncio.Event()
         self._exit_task: asyncio.Task[RunnerExit] | None = None
+        self._death_callbacks: list[Callable[[], None]] = []
 
     # ------------------------------------------------------------------------------------------ start
 
@@ -209,6 +210,21 @@ class RunnerProcess:
         if not self._loaded.done():
             self._loaded.set_result(None)
         self._wake()
+        callbacks, self._death_callbacks = self._death_callbacks, []
+        for callback in callbacks:
+            callback()
+
+    @property
+    def alive(self) -> bool:
+        """False from the moment the frame pipe closed: the runner is dead, or exiting."""
+        return not self._eof and self._proc.returncode is None
+
+    def when_dead(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` when the frame pipe closes (from the event loop, soon, if it already has)."""
+        if self._eof:
+            self._loop.call_soon(callback)
+        else:
+            self._death_callbacks.append(callback)
 
     def _wake(self) -> None:
         waiter = self._wakeup
@@ -297,10 +313,15 @@ class RunnerProcess:
     # ------------------------------------------------------------------------------------------ lifecycle
 
     async def abort(self, timeout: float) -> bool:  # noqa: ASYNC109 (pinned interface)
-        """Ask the runtime to stop the running generation; True if it stopped within ``timeout`` seconds."""
+        """Ask the runtime to stop the running generation; True once it has (at once if it was idle).
+
+        False if it still runs after ``timeout`` seconds. An abandoned generation's abort was already
+        sent: this then only waits for the runtime's answer.
+        """
         if self._runtime_idle.is_set():
             return True
-        self._send(Abort())
+        if not self._discard:
+            self._send(Abort())
         try:
             await asyncio.wait_for(self._runtime_idle.wait(), timeout)
         except TimeoutError:

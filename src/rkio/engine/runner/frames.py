@@ -50,6 +50,7 @@ class MemoryReport(msgspec.Struct, array_like=True):
     rss_bytes: int
     hwm_bytes: int
     runtime_mb: float | None = None
+    available_drop_bytes: int | None = None  # see RunnerMemory
 
 
 class Loaded(msgspec.Struct, tag=True, array_like=True):

@@ -33,7 +33,7 @@ from rkio.engine.runner.frames import (
     ToRunner,
     decode_to_runner,
 )
-from rkio.engine.runner.memory import measure
+from rkio.engine.runner.memory import LoadDrop, measure
 from rkio.engine.runner.progress import LoadWorkMeter
 from rkio.engine.runner.prompt import model_template, prepare, prompt_tokens
 from rkio.engine.runner.stops import StopScanner
@@ -88,6 +88,7 @@ class RunnerService:
         self._orphan_exit_s = orphan_exit_s
         self._orphaned = orphaned
         self._served = threading.Event()
+        self._drop = LoadDrop()  # what the load took from the machine (see LoadDrop)
 
     # ------------------------------------------------------------------------------------------ threads
 
@@ -149,6 +150,7 @@ class RunnerService:
 
     def _load(self, command: Load) -> bool:
         started = time.monotonic()
+        self._drop.start()
         done = threading.Event()
         beat = threading.Thread(target=self._heartbeat, args=(done, started), name="rkio-runner-heartbeat",
                                 daemon=True)
@@ -170,7 +172,7 @@ class RunnerService:
         done.set()
         beat.join()
         self._writer.send(Loaded(runtime.name, sorted(f.value for f in runtime.features),
-                                 time.monotonic() - started, measure()))
+                                 time.monotonic() - started, measure(available_drop=self._drop.sample())))
         return True
 
     def _generate(self, command: Generate) -> None:
@@ -220,7 +222,7 @@ class RunnerService:
                 self._generating = False
             self._send_error(exc, default="RuntimeFailure")
             # no Done carries a measurement this time; a failed run may still have grown the process
-            self._writer.send(Memory(measure()))
+            self._writer.send(Memory(measure(available_drop=self._drop.sample())))
             return
         with self._state_lock:
             self._generating = False
@@ -231,7 +233,9 @@ class RunnerService:
                 writer.push_many(text, ids)
         finish = cut or ("abort" if aborted else "stop" if result.finish == "paused" else result.finish)
         perf = result.perf
-        memory = measure(perf.memory_usage_mb if perf is not None else None)
+        memory = measure(perf.memory_usage_mb if perf is not None else None,
+                         available_drop=self._drop.sample())
+        self._drop.freeze()
         writer.send(Done(finish, prompt_tokens(params, perf, runtime), count, perf, memory))
 
     def _shutdown(self, *, notify: bool) -> None:
