@@ -31,7 +31,7 @@ static const char* keep(async_job* j, int slot, const char* s) {
 
 static void* async_main(void* arg) {
     async_job* j = arg;
-    long long job = sim_npu_job_enter(j->h->model_path);
+    long long job = sim_npu_job_enter(j->h->model_path, &j->in);
     sim_run_impl(j->h, &j->in, j->has_infer ? &j->infer : NULL, j->userdata, 1);
     sim_npu_job_leave(job);
     atomic_store(&j->h->running, 0);

@@ -348,7 +348,7 @@ SIM_API int rkllm_run(LLMHandle handle, RKLLMInput* rkllm_input, RKLLMInferParam
         return -1;
     }
     atomic_store(&h->abort_requested, 0);
-    long long job = sim_npu_job_enter(h->model_path);
+    long long job = sim_npu_job_enter(h->model_path, rkllm_input);
     int rc = sim_run_impl(h, rkllm_input, rkllm_infer_params, userdata, 0);
     sim_npu_job_leave(job);
     atomic_store(&h->running, 0);

@@ -52,7 +52,6 @@ class Outcome:
     ending: Ending
     detail: str = ""  # the error message, or what was wrong
     text: str = ""
-    wall_started: float = 0.0  # time.time(), to line up with the simulator's records
 
 
 class Violation(Exception):
@@ -232,8 +231,7 @@ async def send(plan: Plan, raw: httpx.AsyncClient, sdk: openai.AsyncOpenAI) -> O
 
 
 def _outcome(plan: Plan, started: float, ending: Ending, detail: str = "", text: str = "") -> Outcome:
-    now = time.monotonic()
-    return Outcome(plan, started, now, ending, detail, text, time.time() - (now - started))
+    return Outcome(plan, started, time.monotonic(), ending, detail, text)
 
 
 def _judge_partial(plan: Plan, started: float, ending: Ending, detail: str, text: str) -> Outcome:

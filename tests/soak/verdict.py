@@ -1,5 +1,5 @@
 """The soak's pass criteria and its summary: counts of how requests ended, recovery times after crashes, the
-simulator's overcommit and NPU-overlap counters (with the request that most likely held the NPU), the
+simulator's overcommit and NPU-overlap counters (with the request whose run held the NPU), the
 gateway's RSS, and what survived its shutdown."""
 
 from __future__ import annotations
@@ -80,14 +80,9 @@ def condition(o: Outcome) -> str:
     return "hang-up" if o.plan.disconnect_after is not None else "none"
 
 
-def holder(f: Findings, overlap: dict[str, Any]) -> Outcome | None:
-    """The request whose run most likely was inside the runtime when the overlapping run entered: the
-    earliest-sent request of that model still in flight when that run had entered (queues are FIFO)."""
-    model = Path(overlap["other_model"]).parent.name
-    at = overlap["other_time_ms"] / 1000
-    in_flight = [o for o in f.outcomes
-                 if o.plan.model == model and o.wall_started <= at <= o.wall_started + o.ended - o.started]
-    return min(in_flight, key=lambda o: o.wall_started, default=None)
+def by_tag(f: Findings, tag: str) -> Outcome | None:
+    """The request whose prompt starts with ``tag`` (the simulator records each run's first prompt word)."""
+    return next((o for o in f.outcomes if o.plan.content.split()[0] == tag), None)
 
 
 def criteria(f: Findings) -> list[tuple[str, bool, str]]:
@@ -138,16 +133,17 @@ def _overlaps(f: Findings) -> list[str]:
     lines = [f"sim: {f.npu_jobs} NPU runs, {f.overlaps} overlaps, {f.overcommits} overcommits"]
     causes: collections.Counter[str] = collections.Counter()
     for i, overlap in enumerate(f.overlap_log):
-        held = holder(f, overlap)
-        cause = condition(held) if held else "no request in flight (aborted run still inside)"
+        run, inside = overlap["run"], overlap.get("inside", {})
+        held = by_tag(f, inside.get("tag", ""))
+        cause = f"{condition(held)}, {held.ending}" if held else f"{inside.get('tag')!r}, not a soak request"
         causes[cause] += 1
         if i < 5:
-            lines.append(f"  {Path(overlap['model']).parent.name} (pid {overlap['pid']}) entered while "
-                         f"{Path(overlap['other_model']).parent.name} (pid {overlap['other_pid']}, in for "
-                         f"{(overlap['time_ms'] - overlap['other_time_ms']) / 1000:.2f} s) was inside; "
-                         f"likely holder: {f'#{held.plan.rid} {cause}, {held.ending}' if held else cause}")
+            seconds = (run["time_ms"] - inside.get("time_ms", 0)) / 1000
+            lines.append(f"  {Path(run['model']).parent.name} (pid {run['pid']}, {run['tag']}) entered while "
+                         f"{Path(inside.get('model', '')).parent.name} (pid {inside.get('pid')}, "
+                         f"{inside.get('tag')}, in for {seconds:.2f} s) was inside; that request: {cause}")
     if causes:
-        lines.append(f"  likely holders of the first {len(f.overlap_log)}: {dict(causes)}")
+        lines.append(f"  runs inside at the first {len(f.overlap_log)}, by request: {dict(causes)}")
     return lines
 
 

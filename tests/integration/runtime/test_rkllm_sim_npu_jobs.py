@@ -69,16 +69,19 @@ def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 20) -> N
 def test_a_run_during_another_process_run_is_an_overlap_and_a_killed_run_ends(
         sim_env: Path, start_run: Callable[[str], subprocess.Popen[str]]) -> None:
     stuck = start_run("stuck here [[fault=hang_at_token:1]]")
-    wait_for(lambda: [j["pid"] for j in simkit.read_npu_jobs(sim_env)["active"]] == [stuck.pid],
-             "the hung run is inside the runtime")
+    wait_for(lambda: [(j["pid"], j["tag"]) for j in simkit.read_npu_jobs(sim_env)["active"]]
+             == [(stuck.pid, "stuck")], "the hung run is inside the runtime")
     second = start_run("alpha beta [[n=4]]")
     out, err = second.communicate(timeout=30)
     assert second.returncode == 0, err
     assert json.loads(out) == ["stop", simkit.expected_text("alpha beta [[n=4]]", 4)]  # one run armed only
     jobs = simkit.read_npu_jobs(sim_env)
     assert (jobs["jobs"], jobs["overlaps"], jobs["max_active"]) == (2, 1, 2)
-    assert [(o["pid"], o["other_pid"]) for o in jobs["overlap_log"]] == [(second.pid, stuck.pid)]
-    assert jobs["overlap_log"][0]["model"] == jobs["overlap_log"][0]["other_model"] != ""
+    [overlap] = jobs["overlap_log"]
+    assert (overlap["run"]["pid"], overlap["run"]["tag"]) == (second.pid, "alpha")
+    assert (overlap["inside"]["pid"], overlap["inside"]["tag"]) == (stuck.pid, "stuck")
+    assert overlap["inside"]["time_ms"] <= overlap["run"]["time_ms"]
+    assert overlap["run"]["model"] == overlap["inside"]["model"] != ""
     assert [j["pid"] for j in jobs["active"]] == [stuck.pid]  # still hung: it keeps the NPU
     stuck.send_signal(signal.SIGKILL)
     stuck.wait()
