@@ -95,8 +95,10 @@ class Gateway:
         for name in ("RKLLM_SIM_FAULT", "RKLLM_SIM_TOKEN_US", "RKLLM_SIM_PREFILL_US", "RKLLM_SIM_INIT_MS"):
             env.pop(name, None)
         flags = [f"--{k.replace('_', '-')}={v}" for k, v in settings.items()]
+        # its own board lock: other servers on this machine are not on this simulated board
         cmd = [sys.executable, "-m", "rkio", "serve", "--port", str(port), "--models-dir", str(models),
-               "--runtime", "rkllm", "--memory-budget", BUDGET, "--log-level", "warning", *flags]
+               "--runtime", "rkllm", "--memory-budget", BUDGET, "--log-level", "warning",
+               "--npu-lock", str(home / "npu.lock"), *flags]
         with (home / "server.log").open("ab") as log:
             process = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
         gateway = cls(home, process, f"http://127.0.0.1:{port}", state)

@@ -72,7 +72,9 @@ async def warm_up(url: str) -> None:
     async with httpx.AsyncClient(base_url=url, timeout=DEADLINE) as client:
         for model in (*HEALTHY, *HEALTHY):
             body = {"model": model, "messages": [{"role": "user", "content": "warm up [[n=3]]"}]}
-            (await client.post("/v1/chat/completions", json=body)).raise_for_status()
+            reply = await client.post("/v1/chat/completions", json=body)
+            if reply.status_code != 200:
+                raise RuntimeError(f"warm-up of {model} failed: {reply.status_code} {reply.text}")
 
 
 async def traffic(gateway: Gateway, profile: Profile, seed: int) -> tuple[Chaos, list[Outcome], list[Plan],
