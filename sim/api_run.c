@@ -119,7 +119,10 @@ static void save_prompt_cache(const RKLLMInferParam* infer, const char* template
     fclose(f);
 }
 
-/* Special modes: one result carrying hidden states or logits, then FINISH. */
+/* Special modes: one result carrying hidden states or logits, then FINISH. Shapes follow rkllm.h:
+ * RKLLMResultLastHiddenLayer is num_tokens x embd_size floats (one row per prompt token), RKLLMResultLogits
+ * num_tokens x vocab_size; logits are only filled in GET_LOGITS mode (rkllm-runtime.md §1.2, "Callback
+ * payload rules"). The values themselves are the simulator's own deterministic pattern. */
 static int run_special(sim_handle* h, void* userdata, const RKLLMInferParam* infer, const sim_prompt* p) {
     RKLLMResult r;
     memset(&r, 0, sizeof(r));
@@ -358,7 +361,7 @@ SIM_API int rkllm_run(LLMHandle handle, RKLLMInput* rkllm_input, RKLLMInferParam
 SIM_API int rkllm_abort(LLMHandle handle) {
     sim_handle* h = sim_handle_check(handle, "rkllm_abort");
     if (!h) return -1;
-    atomic_store(&h->abort_requested, 1);
+    sim_abort_wake(&h->abort_requested);
     pthread_mutex_lock(&h->lock);
     h->n_aborts++;
     pthread_mutex_unlock(&h->lock);

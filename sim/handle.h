@@ -75,6 +75,8 @@ int sim_live_handles(void);
 long long sim_now_us(void);
 /* Sleeps total_us in slices, returning early (1) if *abort_flag becomes set; 0 sleeps not at all. */
 int sim_sleep_us(long long total_us, atomic_int* abort_flag);
+/* Sets *abort_flag and wakes every sim_sleep_us waiting on it. */
+void sim_abort_wake(atomic_int* abort_flag);
 void sim_load_work(long long total_ms);
 /* Builds the JSON describing the RKLLMParam of an init (caller frees). */
 char* sim_init_json(const sim_handle* h, const RKLLMParam* p, const void* callback_struct);

@@ -12,6 +12,7 @@ seconds (then streams end with a "shutting down" error event), stop the engine, 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import importlib.util
 import logging
@@ -20,6 +21,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -119,8 +121,34 @@ def serve(settings: Settings) -> int:
 
 
 class QuietExitServer(uvicorn.Server):
-    """uvicorn's Server, except that a handled SIGTERM/SIGINT ends ``run`` normally instead of re-raising the
-    signal after shutdown (which would make the exit status 143/130 instead of 0)."""
+    """uvicorn's Server, quieter in two ways.
+
+    A handled SIGTERM/SIGINT ends ``run`` normally instead of re-raising the signal after shutdown (which
+    would make the exit status 143/130 instead of 0). And it wakes once a second instead of every 0.1 s:
+    uvicorn's tick only refreshes the Date header (once a second anyway) and looks for an exit request, and
+    on a board those idle wake-ups cost ~3 ms of CPU per second, charged to every slow NPU token (about
+    0.18 ms per token at 60 ms per token). An exit request wakes it at once.
+    """
+
+    TICK_S = 1.0
+
+    async def main_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        self._loop = loop
+        counter = 0
+        should_exit = await self.on_tick(counter)
+        while not should_exit:
+            counter = (counter + 10) % 864000  # on_tick refreshes the Date header when counter % 10 == 0
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.TICK_S)
+            should_exit = await self.on_tick(counter)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        loop = getattr(self, "_loop", None)
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._wake.set)  # a signal handler: only the thread-safe call
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:

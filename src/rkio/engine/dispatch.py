@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from rkio.engine import planner
+from rkio.engine import leases, planner
 from rkio.engine.effects import GrantResult
 from rkio.engine.ledger import ModelEntry, Running, Waiter
 from rkio.engine.types import Loading, Queued
-from rkio.errors import InsufficientMemory, QueueTimeout
+from rkio.errors import InsufficientMemory, InvalidRequest, QueueTimeout
 
 if TYPE_CHECKING:
     from rkio.engine.scheduler import Scheduler
@@ -37,13 +38,30 @@ def _complete_loads(s: Scheduler) -> bool:
         if entry is None or entry.unload_requested:
             continue
         for waiter in [w for w in queue if w.kind == "load" and w.need_ctx <= entry.ctx]:
+            if waiter.open_lease and _lease_conflict(s, entry, waiter):
+                continue  # refused, or left queued for a re-init with its parameters (``_reinit``)
             s.drop(waiter)
             entry.keep_alive = s.keep_alive_for(waiter)
             if waiter.open_lease and waiter.lease is not None:
                 s.leases[waiter.lease] = model
+                s.lease_specs[model] = waiter.spec
             s.effects.finish(waiter.request_id, None)
             done = True
     return done
+
+
+def _lease_conflict(s: Scheduler, entry: ModelEntry, waiter: Waiter) -> bool:
+    """An open_lease whose load parameters the instance cannot serve: refused when another lease holds
+    the instance, else it waits for the re-init ``_reinit`` starts."""
+    names = leases.conflicts(entry.load, waiter.spec.load, entry.features) if entry.load else []
+    if not names:
+        return False
+    if s._leases_on(entry.name):
+        s.drop(waiter)
+        s.effects.finish(waiter.request_id, InvalidRequest(
+            f"{entry.name} is held by another lease loaded with other parameters "
+            f"({', '.join(names)}); use the same parameters or wait until it is released"))
+    return True
 
 
 def _grant(s: Scheduler, now: float) -> bool:
@@ -54,10 +72,11 @@ def _grant(s: Scheduler, now: float) -> bool:
         if entry is None or entry.state != "idle" or entry.unload_requested:
             continue
         queue = s.queues[model]
-        while queue and queue[0].kind == "generate" and queue[0].need_ctx <= entry.ctx:
+        while (waiter := s.kv.grantable(model, queue)) is not None:
+            if waiter.kind != "generate" or waiter.need_ctx > entry.ctx:
+                break
             if entry.npu and s.lanes_used >= s.config.npu_lanes:
                 break
-            waiter = queue[0]
             load_s = entry.load_s if entry.loaded_at >= waiter.arrived else None
             result = s.effects.grant(waiter.request_id, model, entry.incarnation, load_s)
             if result is GrantResult.RUNNER_GONE:
@@ -68,7 +87,8 @@ def _grant(s: Scheduler, now: float) -> bool:
             if result is GrantResult.CLIENT_GONE:
                 continue  # the client left between queueing and now: it ended itself
             s.counters["granted"] += 1
-            s.running[waiter.request_id] = Running(waiter.request_id, model, entry.incarnation, entry.npu)
+            s.running[waiter.request_id] = Running(waiter.request_id, model, entry.incarnation, entry.npu,
+                                                   waiter.lease, waiter.keep_history)
             s.lanes_used += entry.npu
             entry.state, entry.running = "busy", waiter.request_id
             entry.keep_alive = s.keep_alive_for(waiter)
@@ -113,7 +133,11 @@ def _reinit(s: Scheduler, entry: ModelEntry) -> bool | None:
     freed; when it cannot, the requests that need the larger context are rejected and the model stays.
     """
     queue = s.queues.get(entry.name)
-    if not queue or queue[0].need_ctx <= entry.ctx:
+    if not queue or entry.name in s.kv.owners:
+        return None  # a lease's kept history lives in this instance
+    if _wants_own_init(s, entry, queue):
+        return True
+    if queue[0].need_ctx <= entry.ctx:
         return None
     ctx = max(w.need_ctx for w in queue)
     nbytes, _ = s.footprint(entry.spec, ctx)
@@ -130,13 +154,22 @@ def _reinit(s: Scheduler, entry: ModelEntry) -> bool | None:
     return True
 
 
+def _wants_own_init(s: Scheduler, entry: ModelEntry, queue: Iterable[Waiter]) -> bool:
+    """A queued open_lease asks for other load parameters and no lease holds the instance: re-init."""
+    if entry.load is None or s._leases_on(entry.name):
+        return False
+    return any(w.open_lease and leases.conflicts(entry.load, w.spec.load, entry.features) for w in queue)
+
+
 def _start_load(s: Scheduler, now: float) -> None:
     if s.shutting_down or any(e.state == "loading" for e in s.models.values()):
         return  # one load at a time
     candidates = sorted((q[0].seq, model) for model, q in s.queues.items() if q and model not in s.models)
     for seq, model in candidates:
         queue = s.queues[model]
-        spec = queue[0].spec
+        # a lease's load parameters (LoadOverrides) win, also across a re-init for a larger context:
+        # the other requests do not ask for any
+        spec = next((w.spec for w in queue if w.open_lease), s.lease_specs.get(model, queue[0].spec))
         ctx = max(w.need_ctx for w in queue)
         nbytes, learned = s.footprint(spec, ctx)
         need = planner.Need(model, nbytes, spec.runtime == "rkllm", spec.base_domain_id)

@@ -8,17 +8,27 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from rkio.config import Settings
-from rkio.engine import meminfo, session
+from rkio.engine import calls, leases, meminfo, session
 from rkio.engine.events import Cancel, CloseLease, Request, Shutdown, Unload
 from rkio.engine.footprints import FootprintStore
 from rkio.engine.planner import derive_budget
 from rkio.engine.status import snapshot
 from rkio.engine.supervisor import Finished, RunnerFactory, Supervisor
-from rkio.engine.types import EngineEvent, EngineStatus, GenerationRequest, ModelSpec
-from rkio.errors import RkioError, ShuttingDown
+from rkio.engine.types import (
+    EngineEvent,
+    EngineStatus,
+    GenerationRequest,
+    LeaseInfo,
+    LoadOverrides,
+    ModelSpec,
+    RuntimeCall,
+)
+from rkio.errors import InvalidRequest, RkioError, RunnerCrashed, ShuttingDown
+from rkio.runtime.base import LoadParams
 
 if TYPE_CHECKING:
     from rkio.engine.registry import ModelRegistry
@@ -45,6 +55,8 @@ class ModelEngine:
         self._sup: Supervisor | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
+        self._lease_loads: dict[str, LoadParams] = {}  # the load parameters each lease asked for
+        self._lease_runtimes: dict[str, tuple[str, frozenset[str]]] = {}  # last seen runtime name, features
 
     # ------------------------------------------------------------------------------------ registry
 
@@ -138,6 +150,11 @@ class ModelEngine:
         later from a finaliser task.
         """
         spec = self.model(request.model)
+        if request.lease is not None:
+            spec = self._lease_spec(spec, request.lease)
+            request = self._with_lease_sampling(request)
+        if request.handle_state is not None or request.runtime_input is not None:
+            request = calls.with_checked_paths(request, self.settings.models_dir, self.settings.state_dir)
         async with contextlib.aclosing(session.generate(self._supervisor(), spec, request)) as events:
             async for event in events:
                 yield event
@@ -170,9 +187,16 @@ class ModelEngine:
         """Stop ``model``'s runner once idle; returns when its memory is back. No-op if not loaded."""
         await self._call(lambda rid: Unload(rid, model))
 
-    async def open_lease(self, model: str) -> str:
-        """Load ``model`` and keep it resident (never evicted or expired) until the lease is closed."""
+    async def open_lease(self, model: str, load: LoadOverrides | None = None) -> str:
+        """Load ``model`` and keep it resident (never evicted or expired) until the lease is closed.
+
+        ``load`` overrides the model's RKLLMParam fields. The same parameters share a loaded instance;
+        other parameters re-init an instance nobody else holds, and are refused (InvalidRequest naming
+        the fields) while another lease holds it, unless the runtime applies them per run (sampling).
+        """
         spec = self.model(model)
+        wanted = leases.apply_overrides(spec.load, load)
+        spec = replace(spec, load=wanted)
         lease = uuid.uuid4().hex
         try:
             await self._call(lambda rid: Request(rid, spec, "load", None, None, lease, True))
@@ -182,10 +206,63 @@ class ModelEngine:
             if self._sup is not None:
                 self._sup.post(CloseLease(lease))
             raise
+        self._lease_loads[lease] = wanted
+        runner = self._supervisor().runner_of(model)
+        if runner is not None:
+            self._lease_runtimes[lease] = (runner.runtime_name, runner.features)
         return lease
 
     async def close_lease(self, lease: str) -> None:
+        self._lease_loads.pop(lease, None)
+        self._lease_runtimes.pop(lease, None)
         self._supervisor().post(CloseLease(lease))
+
+    def lease_info(self, lease: str) -> LeaseInfo:
+        """The lease's model instance: runtime, features and the load parameters in effect for it."""
+        sup = self._supervisor()
+        model = self._lease_model(lease)  # raises RunnerCrashed for a dead lease
+        entry = sup.scheduler.models.get(model)
+        wanted = self._lease_loads.get(lease) or self.model(model).load
+        # during a managed re-init (a larger context) the instance is being replaced: report the last one
+        runner = sup.runner_of(model)
+        if runner is not None:
+            self._lease_runtimes[lease] = (runner.runtime_name, runner.features)
+        name, features = self._lease_runtimes.get(lease, ("", frozenset()))
+        load = entry.load if entry is not None and entry.load is not None else wanted
+        if wanted.sampling != load.sampling:
+            load = replace(load, sampling=wanted.sampling)  # applied per run (see open_lease)
+        return LeaseInfo(lease, model, name, features, load)
+
+    async def runtime_call(self, lease: str, call: RuntimeCall) -> object:
+        """Run ``call`` in the lease's runner once its handle is idle (queued like a generation)."""
+        spec = self._lease_spec(self.model(self._lease_model(lease)), lease)
+        return await calls.runtime_call(self._supervisor(), spec, lease, call)
+
+    def _lease_spec(self, spec: ModelSpec, lease: str) -> ModelSpec:
+        """The model as the lease opened it: its context need is the lease's, not the model's default."""
+        wanted = self._lease_loads.get(lease)
+        return spec if wanted is None else replace(spec, load=wanted)
+
+    def _lease_model(self, lease: str) -> str:
+        scheduler = self._supervisor().scheduler
+        if lease in scheduler.dead_leases:
+            raise RunnerCrashed(scheduler.dead_leases[lease])
+        model = scheduler.leases.get(lease)
+        if model is None:
+            raise InvalidRequest(f"no open lease {lease!r}")
+        return model
+
+    def _with_lease_sampling(self, request: GenerationRequest) -> GenerationRequest:
+        """A lease's own sampling, where it shares an instance loaded with other sampling (per-run)."""
+        wanted = self._lease_loads.get(request.lease or "")
+        entry = self._supervisor().scheduler.models.get(request.model)
+        if wanted is None or entry is None or entry.load is None or entry.load.sampling == wanted.sampling:
+            return request
+        if request.runtime_input is not None:
+            if request.runtime_input.sampling is not None:
+                return request
+            return replace(request, runtime_input=replace(request.runtime_input, sampling=wanted.sampling))
+        return request if request.sampling is not None else replace(request, sampling=wanted.sampling)
 
     def status(self) -> EngineStatus:
         sup = self._supervisor()

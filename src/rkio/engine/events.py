@@ -33,6 +33,7 @@ class Request:
     keep_alive: float | None = None
     lease: str | None = None
     open_lease: bool = False
+    keep_history: bool | None = None  # a lease's run: True keeps its KV (exclusive), False releases it
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +49,7 @@ class LoadDone:
     incarnation: int
     pid: int | None
     memory: RunnerMemory | None
+    features: frozenset[str] = frozenset()  # the runner's runtime features
 
 
 @dataclass(frozen=True, slots=True)

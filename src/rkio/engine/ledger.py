@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from rkio.engine.events import RequestKind
 from rkio.engine.planner import ResidentState
 from rkio.engine.types import ModelSpec, RunnerMemory
+from rkio.runtime.base import LoadParams
 from rkio.units import MiB
 
 FootprintFn = Callable[[ModelSpec, int], tuple[int, bool]]
@@ -38,6 +39,7 @@ class Waiter:
     open_lease: bool = False
     position: int = -1  # last Queued position told to the client
     told_loading: bool = False
+    keep_history: bool | None = None
 
     @property
     def model(self) -> str:
@@ -50,6 +52,8 @@ class Running:
     model: str
     incarnation: int
     lane: bool  # holds an NPU lane
+    lease: str | None = None
+    keep_history: bool | None = None
 
 
 @dataclass(slots=True)
@@ -74,6 +78,8 @@ class ModelEntry:
     stop_reason: str | None = None
     unload_requested: bool = False
     unload_waiters: list[int] = field(default_factory=list)
+    load: LoadParams | None = None  # the parameters the runner was started with
+    features: frozenset[str] = frozenset()  # the runtime's, once loaded
 
     @property
     def name(self) -> str:

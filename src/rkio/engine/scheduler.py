@@ -41,6 +41,7 @@ from rkio.engine.events import (
     TokenStall,
     Unload,
 )
+from rkio.engine.kv_exclusive import KvExclusivity
 from rkio.engine.ledger import FootprintFn, ModelEntry, Running, SchedulerConfig, Waiter
 from rkio.engine.lifecycle import FailureRecord, effective_keep_alive
 from rkio.engine.types import ModelSpec
@@ -51,6 +52,7 @@ from rkio.errors import (
     InvalidRequest,
     ModelQuarantined,
     RkioError,
+    RunnerCrashed,
     ShuttingDown,
 )
 from rkio.errors import (
@@ -74,6 +76,9 @@ class Scheduler:
         self.waiters: dict[int, Waiter] = {}
         self.running: dict[int, Running] = {}
         self.leases: dict[str, str] = {}  # lease id -> model
+        self.dead_leases: dict[str, str] = {}  # lease id -> why (its runner crashed)
+        self.lease_specs: dict[str, ModelSpec] = {}  # model -> the spec (load overrides) its leases hold
+        self.kv = KvExclusivity()
         self.failures: dict[str, FailureRecord] = {}
         self.quarantined: dict[str, str] = {}  # model -> why
         self.lanes_used = 0
@@ -130,6 +135,8 @@ class Scheduler:
             return self.effects.finish(rid, LoadFailedError(
                 f"{spec.name} failed to load {record.failures} time(s), retrying later: {record.reason}",
                 retry_after=record.cooling(now)))
+        if ev.lease is not None and ev.lease in self.dead_leases:
+            return self.effects.finish(rid, RunnerCrashed(self.dead_leases[ev.lease]))
         if ev.lease is not None and not ev.open_lease and self.leases.get(ev.lease) != spec.name:
             return self.effects.finish(rid, InvalidRequest(f"lease {ev.lease!r} is not held on {spec.name}"))
         if ev.kind == "generate" and self.queued() >= self.config.max_queue:
@@ -137,7 +144,8 @@ class Scheduler:
             full = f"the request queue is full ({self.config.max_queue} waiting)"
             return self.effects.finish(rid, Busy(full, retry_after=self._retry_after()))
         waiter = Waiter(rid, spec, ev.kind, _need_ctx(spec, ev.num_ctx), ev.keep_alive, now,
-                        now + self.config.queue_timeout, next(self._seq), ev.lease, ev.open_lease)
+                        now + self.config.queue_timeout, next(self._seq), ev.lease, ev.open_lease,
+                        keep_history=ev.keep_history)
         self.waiters[rid] = waiter
         self.queues.setdefault(spec.name, deque()).append(waiter)
 
@@ -154,6 +162,7 @@ class Scheduler:
             return
         self.counters["loads"] += 1
         entry.state, entry.pid, entry.loaded_at, entry.last_used = "idle", ev.pid, now, now
+        entry.features = ev.features
         entry.load_s = now - entry.load_started
         entry.measured(ev.memory, settled=False)
         record = self.failures.get(ev.model)
@@ -189,6 +198,9 @@ class Scheduler:
             self.lanes_used -= 1
         key = {"ok": "completed", "cancelled": "cancelled", "killed": "cancelled"}.get(ev.outcome, "failed")
         self.counters[key] += 1
+        self.kv.run_ended(run.model, run.lease, run.keep_history, ev.outcome == "ok")
+        if ev.outcome == "crashed":
+            self._leases_died(run.model, f"the runner of {run.model} crashed; the lease is gone")
         entry = self._entry(run.model, run.incarnation)
         if entry is not None and entry.running == ev.request_id:
             entry.running, entry.last_used = None, now
@@ -231,10 +243,14 @@ class Scheduler:
         if entry is None:
             return
         del self.models[ev.model]
+        self.kv.model_gone(ev.model)
         for rid in entry.unload_waiters:
             self.effects.finish(rid, None)
         if entry.state == "stopping" and entry.stop_reason != "crashed":
-            return  # we stopped or killed it ourselves
+            if (entry.stop_reason or "").startswith("killed"):  # its handle is gone all the same
+                self._leases_died(ev.model, ev.exit.describe(ev.model))
+            return  # we stopped or killed it ourselves: not a crash
+        self._leases_died(ev.model, ev.exit.describe(ev.model))
         self._crashed(ev.model, now, ev.exit.describe(ev.model))
 
     def on_unload(self, ev: Unload, now: float) -> None:
@@ -252,7 +268,11 @@ class Scheduler:
         entry.unload_waiters.append(ev.request_id)
 
     def on_close_lease(self, ev: CloseLease, now: float) -> None:
+        self.kv.lease_ended(ev.lease)
+        self.dead_leases.pop(ev.lease, None)
         model = self.leases.pop(ev.lease, None)
+        if model is not None and not self._leases_on(model):
+            self.lease_specs.pop(model, None)
         entry = self.models.get(model) if model else None
         if entry is not None:
             entry.last_used = now
@@ -310,6 +330,14 @@ class Scheduler:
             self.drop(waiter)
             self.effects.finish(waiter.request_id, error)
 
+    def _leases_died(self, model: str, why: str) -> None:
+        """A crashed runner takes its leases' handle state with it: their next calls get RunnerCrashed."""
+        for lease in [lease for lease, m in self.leases.items() if m == model]:
+            del self.leases[lease]
+            self.dead_leases[lease] = why
+            self.kv.lease_ended(lease)
+        self.lease_specs.pop(model, None)
+
     def _crashed(self, model: str, now: float, why: str) -> None:
         self.counters["crashes"] += 1
         if self.failures.setdefault(model, FailureRecord()).crashed(now) and model not in self.quarantined:
@@ -333,6 +361,7 @@ class Scheduler:
                                             keep_alive, now)
         load = replace(spec.load, max_context_len=ctx,
                        base_domain_id=base if base is not None else spec.load.base_domain_id)
+        self.models[spec.name].load = load
         self.effects.start_load(spec.name, incarnation, spec, load)
 
     def keep_alive_for(self, waiter: Waiter) -> float:

@@ -12,7 +12,7 @@ from collections.abc import AsyncGenerator
 from typing import Any, Literal
 
 from rkio.engine.events import Cancel, GenerationDone, Outcome, Request, TokenStall
-from rkio.engine.mailbox import Finished, Grant
+from rkio.engine.mailbox import Finished, Grant, Mailbox
 from rkio.engine.supervisor import Supervisor
 from rkio.engine.types import (
     ChatMessage,
@@ -37,7 +37,11 @@ def runner_generation(spec: ModelSpec, request: GenerationRequest) -> RunnerGene
     A completion prompt is wrapped as one user message unless ``raw``. Per-request sampling is passed
     on; the runner applies it only where the runtime supports per-run sampling and otherwise keeps the
     sampling the model was loaded with (changing it would need a re-init for every request).
+    A ``runtime_input`` (the JSON-RPC IO API's raw rkllm input) is sent as it is.
     """
+    if request.runtime_input is not None:
+        return RunnerGeneration(params=request.runtime_input, stop=request.stop,
+                                handle_state=request.handle_state)
     prompt: str | None = None
     messages = request.messages
     if messages is None:
@@ -52,7 +56,15 @@ def runner_generation(spec: ModelSpec, request: GenerationRequest) -> RunnerGene
     params = GenerateParams(prompt=prompt, enable_thinking=request.enable_thinking,
                             sampling=request.sampling, max_new_tokens=request.max_tokens)
     return RunnerGeneration(params=params, messages=messages, tools=request.tools, stop=request.stop,
-                            system_prompt=None if request.raw else spec.system_prompt)
+                            system_prompt=None if request.raw else spec.system_prompt,
+                            handle_state=request.handle_state)
+
+
+def kv_effect(request: GenerationRequest) -> bool | None:
+    """How a lease's run changes its hold on the KV cache (``rkio.engine.kv_exclusive``)."""
+    if request.lease is None:
+        return None
+    return request.runtime_input is not None and request.runtime_input.keep_history
 
 
 async def generate(
@@ -63,7 +75,8 @@ async def generate(
     rid, box = sup.open_mailbox()
     clock = sup.clock
     arrived = clock()
-    sup.post(Request(rid, spec, "generate", request.num_ctx, request.keep_alive, request.lease))
+    sup.post(Request(rid, spec, "generate", request.num_ctx, request.keep_alive, request.lease,
+                     keep_history=kv_effect(request)))
     grant: Grant | None = None
     ended = False  # the scheduler already knows this request is over (finished or GenerationDone posted)
     stream: AsyncGenerator[Any, None] | None = None
@@ -122,13 +135,19 @@ async def generate(
     finally:
         if watchdog is not None:
             watchdog.cancel()
-        grant = grant or box.unread_grant()
-        sup.close_mailbox(rid)
-        if not ended:
-            if grant is None:
-                sup.post(Cancel(rid))
-            else:
-                sup.abandon(rid, stream, grant.runner)
+        end_request(sup, rid, box, grant, stream, ended)
+
+
+def end_request(sup: Supervisor, rid: int, box: Mailbox, grant: Grant | None,
+                stream: AsyncGenerator[Any, None] | None, ended: bool) -> None:
+    """Stop listening; a request the scheduler does not know is over is cancelled or its runner freed."""
+    grant = grant or box.unread_grant()
+    sup.close_mailbox(rid)
+    if not ended:
+        if grant is None:
+            sup.post(Cancel(rid))
+        else:
+            sup.abandon(rid, stream, grant.runner)
 
 
 def _done(result: RunnerDone, arrived: float, grant: Grant, first_at: float | None, now: float) -> Done:
@@ -142,4 +161,4 @@ def _done(result: RunnerDone, arrived: float, grant: Grant, first_at: float | No
         generate_s=perf.generate_ms / 1000 if perf else None,
     )
     finish: Literal["stop", "length"] = "length" if result.finish == "length" else "stop"
-    return Done(finish, Usage(result.prompt_tokens, result.completion_tokens), timings, perf)
+    return Done(finish, Usage(result.prompt_tokens, result.completion_tokens), timings, perf, result.outputs)

@@ -61,6 +61,8 @@ class Runner(Protocol):
     """What the engine needs of a runner (``rkio.engine.runner.RunnerProcess`` implements it)."""
 
     pid: int
+    runtime_name: str  # Runtime.name, e.g. "rkllm-1.2.1"
+    features: frozenset[str]  # the runtime's Feature values
 
     @property
     def alive(self) -> bool:
@@ -74,6 +76,9 @@ class Runner(Protocol):
     def memory(self) -> RunnerMemory | None: ...
     def generate(self, gen: RunnerGeneration) -> AsyncGenerator[TokenChunk | RunnerDone, None]:
         """Closing the generator (``aclose``) aborts the generation and returns once the runtime stopped."""
+        ...
+    async def call(self, op: str, args: dict[str, Any], owner: str) -> object:
+        """A runtime call on the idle handle (``rkio.engine.calls``)."""
         ...
     async def abort(self, timeout: float) -> bool:  # noqa: ASYNC109 (pinned runner interface)
         """Abort what runs; True once the runtime is idle (at once if it was), False after ``timeout``."""
@@ -289,7 +294,7 @@ class Supervisor:
             self._runners[model] = (incarnation, runner)
             self._keys[id(runner)] = (model, incarnation)
             self._spawn(self._reap(model, incarnation, runner))
-            self.post(LoadDone(model, incarnation, runner.pid, runner.memory()))
+            self.post(LoadDone(model, incarnation, runner.pid, runner.memory(), runner.features))
             runner.when_dead(lambda: self.post(RunnerDied(model, incarnation)))
         finally:
             self._loads.pop(model, None)
@@ -364,6 +369,10 @@ class Supervisor:
     def cancel_loads(self) -> None:
         for task in list(self._loads.values()):
             task.cancel()
+
+    def runner_of(self, model: str) -> Runner | None:
+        """The loaded runner of ``model``, if any (for lease information)."""
+        return self._runners.get(model, (0, None))[1]
 
     def kill_all(self) -> None:
         for _, runner in list(self._runners.values()):

@@ -9,7 +9,18 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from rkio.runtime.base import ChatMessage, GenerateParams, LoadParams, Perf, RuntimeKind, Sampling
+from rkio.runtime.base import (
+    ChatMessage,
+    ChatTemplateOverride,
+    CrossAttnParams,
+    FunctionTools,
+    GenerateParams,
+    LoadParams,
+    Perf,
+    RunOutputs,
+    RuntimeKind,
+    Sampling,
+)
 
 __all__ = ["ChatMessage", "RuntimeKind"]  # defined in the runtime layer, re-exported for the engine's callers
 
@@ -57,6 +68,82 @@ class GenerationRequest:
     enable_thinking: bool = False
     lease: str | None = None  # JSON-RPC handle lease id
     request_id: str = ""
+    runtime_input: GenerateParams | None = None  # a raw rkllm input, sent as is (no chat rendering)
+    handle_state: HandleState | None = None  # the lease's handle state to apply before this run
+
+
+@dataclass(frozen=True, slots=True)
+class HandleState:
+    """The runtime state one lease wants its handle in for a run (the runner applies only differences).
+
+    ``owner`` keys the KV cache: when the handle's KV content belongs to another owner it is cleared before
+    the run, so no client's context reaches another (HTTP requests have owner "" and never keep history).
+    ``chat_template`` None means rkio's own empty template (the prompt reaches the model verbatim);
+    ``function_tools`` / ``cross_attn`` / ``prompt_cache_path`` None mean none set. ``clear_kv`` asks for
+    an empty KV cache before the run even when the owner did not change.
+    """
+
+    owner: str
+    chat_template: ChatTemplateOverride | None = None
+    function_tools: FunctionTools | None = None
+    cross_attn: CrossAttnParams | None = None
+    prompt_cache_path: str | None = None
+    clear_kv: bool = False
+
+
+RuntimeOp = Literal["load_lora", "get_kv_cache_size", "clear_kv_cache"]
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeCall:
+    """A call on a lease's handle that is not a generation (``Engine.runtime_call``).
+
+    ``args``: load_lora ``{lora_adapter_path, lora_adapter_name, scale}`` (the path relative to the
+    models directory), get_kv_cache_size ``{}``, clear_kv_cache ``{keep_system_prompt, ranges?}`` with
+    ``ranges`` a list of ``[start, end)`` pairs, one per batch.
+    """
+
+    op: RuntimeOp
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadOverrides:
+    """The RKLLMParam fields a client may set when it opens a lease; None keeps the model's value.
+
+    ``base_domain_id`` is a wish: the planner decides the domain.
+    """
+
+    max_context_len: int | None = None
+    max_new_tokens: int | None = None
+    top_k: int | None = None
+    top_p: float | None = None
+    temperature: float | None = None
+    repeat_penalty: float | None = None
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    mirostat: int | None = None
+    mirostat_tau: float | None = None
+    mirostat_eta: float | None = None
+    n_keep: int | None = None
+    base_domain_id: int | None = None
+    embed_flash: bool | None = None
+    enabled_cpus_mask: int | None = None
+    n_batch: int | None = None
+    use_cross_attn: bool | None = None
+    skip_special_token: bool | None = None
+    ignore_eos_token: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseInfo:
+    """What a lease holds: its model instance's runtime, features and the load parameters in effect."""
+
+    lease: str
+    model: str
+    runtime: str  # Runtime.name, e.g. "rkllm-1.2.1"
+    features: frozenset[str]
+    load: LoadParams
 
 
 # ---------------------------------------------------------------------------------------------- events
@@ -106,6 +193,7 @@ class Done:
     usage: Usage
     timings: Timings
     perf: Perf | None = None
+    outputs: RunOutputs | None = None  # hidden states / logits of a run in that mode
 
 
 EngineEvent = Queued | Loading | TokenChunk | Done
@@ -170,8 +258,23 @@ class Engine(Protocol):
         """Raises ModelNotFound."""
         ...
 
-    async def open_lease(self, model: str) -> str: ...
+    async def open_lease(self, model: str, load: LoadOverrides | None = None) -> str:
+        """Load ``model`` (with ``load`` applied) and keep it resident until the lease is closed.
+
+        Raises InvalidRequest when another lease holds the instance with conflicting parameters."""
+        ...
+
     async def close_lease(self, lease: str) -> None: ...
+    def lease_info(self, lease: str) -> LeaseInfo:
+        """Raises InvalidRequest for an unknown lease, RunnerCrashed when its runner died."""
+        ...
+
+    async def runtime_call(self, lease: str, call: RuntimeCall) -> object:
+        """Run ``call`` in the lease's runner once its handle is idle (queued like a generation).
+
+        Raises Unsupported, RunnerCrashed, InvalidRequest."""
+        ...
+
     async def start(self) -> None: ...
     async def stop(self, grace: float = 10.0) -> None: ...
 
@@ -223,6 +326,7 @@ class RunnerDone:
     completion_tokens: int
     perf: Perf | None
     memory: RunnerMemory | None
+    outputs: RunOutputs | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,3 +338,4 @@ class RunnerGeneration:
     tools: tuple[dict[str, Any], ...] = ()
     stop: tuple[str, ...] = ()
     system_prompt: str | None = None
+    handle_state: HandleState | None = None  # applied by the runner before the run

@@ -60,6 +60,8 @@ class Feature(StrEnum):
     N_BATCH = "n_batch"
     PAUSE = "pause from callback"
     MULTI_INSTANCE = "several handles in one process"
+    LAST_HIDDEN_LAYER = "last hidden layer output"
+    LOGITS = "logits output"
 
 
 class CallState(Enum):
@@ -148,6 +150,32 @@ class CrossAttnParams:
     num_tokens: int
 
 
+InferMode = Literal["generate", "hidden", "logits"]
+"""rkllm's RKLLMInferMode: GENERATE, GET_LAST_HIDDEN_LAYER, GET_LOGITS (the last one from 1.2.0)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionTools:
+    """Arguments of rkllm_set_function_tools (1.2.1+)."""
+
+    system_prompt: str
+    tools_json: str
+    tool_response_str: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunOutputs:
+    """What a hidden-layer or logits run returns instead of text.
+
+    ``data`` is little-endian float32, row-major in ``shape``: (num_tokens, embd_size) for ``hidden``,
+    (num_tokens, vocab_size) for ``logits``.
+    """
+
+    kind: Literal["hidden", "logits"]
+    data: bytes
+    shape: tuple[int, ...]
+
+
 @dataclass(frozen=True, slots=True)
 class GenerateParams:
     """One generation. Exactly one of prompt / tokens / embed / multimodal is set."""
@@ -164,6 +192,7 @@ class GenerateParams:
     prompt_cache: PromptCacheParams | None = None
     sampling: Sampling | None = None  # per-run override (Feature.PER_RUN_SAMPLING)
     max_new_tokens: int | None = None  # per-run override (Feature.PER_RUN_MAX_NEW_TOKENS)
+    mode: InferMode = "generate"  # hidden: Feature.LAST_HIDDEN_LAYER, logits: Feature.LOGITS
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +220,7 @@ class GenerationResult:
     finish: FinishReason
     n_tokens: int
     perf: Perf | None = None
+    outputs: RunOutputs | None = None  # set by runs in mode hidden / logits
 
 
 TokenSink = Callable[[Token], bool]
@@ -224,6 +254,14 @@ class Runtime(Protocol):
     def count_tokens(self, text: str) -> int | None:
         """Token count of ``text`` when the backend can tokenize, else None."""
         ...
+
+
+def require_mode(runtime: Runtime, mode: InferMode) -> None:
+    """Raise ``Unsupported`` when ``runtime`` cannot run in infer ``mode`` (generate always works)."""
+    if mode == "hidden":
+        require(runtime, Feature.LAST_HIDDEN_LAYER)
+    elif mode == "logits":
+        require(runtime, Feature.LOGITS)
 
 
 def require(runtime: Runtime, feature: Feature) -> None:

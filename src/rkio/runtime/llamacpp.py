@@ -28,6 +28,7 @@ from rkio.runtime.base import (
     Token,
     TokenSink,
     require,
+    require_mode,
 )
 from rkio.runtime.chat import ChatTemplate, TemplateError, guess_preset
 from rkio.runtime.utf8 import Utf8Reassembler
@@ -129,6 +130,7 @@ class LlamaCppRuntime:
     def generate(self, params: GenerateParams, on_token: TokenSink) -> GenerationResult:
         """Prefill the prompt, then sample until end of turn, ``max_new_tokens``, a full context or abort."""
         llama, load = self._loaded()
+        require_mode(self, params.mode)  # hidden states / logits are rkllm infer modes
         self._abort.clear()
         prompt = self._prompt_tokens(llama, params)
         if not prompt:

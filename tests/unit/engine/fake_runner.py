@@ -27,6 +27,10 @@ class FakeRunner:
         self.closed = False
         self.crash_at: int | None = None
         self.generations: list[RunnerGeneration] = []
+        self.runtime_name = "rkllm-fake"
+        self.features: frozenset[str] = frozenset({"clear_kv_cache", "get_kv_cache_size"})
+        self.calls: list[tuple[str, dict[str, Any], str]] = []
+        self.call_gate: asyncio.Event | None = None  # when set, a runtime call waits for it (or death)
         self.killed = False
         self.abort_calls = 0
         self.running = False  # the "runtime" is inside a generation
@@ -76,6 +80,22 @@ class FakeRunner:
             self.closed = True
             if self.abort_ok and self.abort_gate is None:
                 self.running = False  # the consumer's abort is acknowledged at once
+
+    async def call(self, op: str, args: dict[str, Any], owner: str) -> object:
+        self.calls.append((op, args, owner))
+        self.running = True  # the handle is busy with the call (an abort cannot interrupt it)
+        try:
+            if self.call_gate is not None:
+                waits = [asyncio.ensure_future(self.call_gate.wait()),
+                         asyncio.ensure_future(self._died.wait())]
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                for w in waits:
+                    w.cancel()
+            if self._dead is not None:
+                raise RunnerCrashed(self._dead.describe(self.spec.name))
+            return [len(self.calls)] if op == "get_kv_cache_size" else None
+        finally:
+            self.running = False
 
     async def _wait_gate(self) -> None:
         assert self.gate is not None

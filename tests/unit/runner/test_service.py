@@ -7,9 +7,21 @@ from dataclasses import replace
 
 from runner_fakes import FakeRuntime, Peer, make_spec
 
-from rkio.engine.runner.frames import Abort, Done, Error, Generate, Loaded, Memory, Stop, Stopped, Tokens
-from rkio.engine.types import ChatMessage, RunnerGeneration
-from rkio.runtime.base import Feature, GenerateParams
+from rkio.engine.runner.frames import (
+    Abort,
+    Call,
+    CallResult,
+    Done,
+    Error,
+    Generate,
+    Loaded,
+    Memory,
+    Stop,
+    Stopped,
+    Tokens,
+)
+from rkio.engine.types import ChatMessage, HandleState, RunnerGeneration
+from rkio.runtime.base import ChatTemplateOverride, Feature, GenerateParams
 
 
 def text_of(frames: list) -> str:
@@ -173,3 +185,25 @@ def test_unknown_template_is_an_invalid_request_not_a_crash(peer: Peer) -> None:
     error = generate(peer, "", messages=(ChatMessage("user", "x"),))[-1]
     assert isinstance(error, Error) and error.kind == "InvalidRequest"
     assert isinstance(generate(peer, "[[n=1]] ok")[-1], Done)
+
+
+def test_a_lease_state_reaches_the_handle_once_and_http_runs_get_it_undone(peer: Peer) -> None:
+    peer.load()
+    state = HandleState("L1", chat_template=ChatTemplateOverride("sys", "<u>", "</u>"))
+    for _ in range(2):
+        peer.send(Generate(RunnerGeneration(params=GenerateParams(prompt="[[n=1]] a"), handle_state=state)))
+        assert isinstance(peer.recv_until(Done | Error)[-1], Done)  # type: ignore[arg-type]
+    assert peer.runtime.calls.count("template 'sys' '<u>'") == 1  # applied once, not per run
+    assert isinstance(generate(peer, "[[n=1]] b")[-1], Done)  # an HTTP run: rkio's empty template again
+    assert peer.runtime.calls[-1] == "template '' ''"
+
+
+def test_a_runtime_call_is_answered_and_one_the_runtime_lacks_is_unsupported(peer: Peer) -> None:
+    peer.load()
+    peer.send(Call("load_lora", {"lora_adapter_path": "/m/a", "lora_adapter_name": "ad"}, "L1"))
+    assert peer.recv() == CallResult(None)
+    assert "lora ad" in peer.runtime.calls
+    peer.send(Call("get_kv_cache_size", {}, "L1"))
+    error = peer.recv_until(Error)[-1]
+    assert isinstance(error, Error) and (error.kind, error.feature) == ("Unsupported", "get_kv_cache_size")
+    assert isinstance(generate(peer, "[[n=2]] still alive")[-1], Done)  # the runner survived

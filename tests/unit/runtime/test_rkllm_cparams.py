@@ -141,3 +141,16 @@ def test_image_size_cannot_be_expressed_before_1_2_1b1() -> None:
 def test_generation_with_several_batches_is_refused() -> None:
     with pytest.raises(Unsupported, match="n_batch > 1"):
         marshaller(Generation.V1_2_1).run(GenerateParams(prompt="x"), LoadParams("/m", n_batch=2))
+
+
+@pytest.mark.parametrize(("mode", "value"), [("generate", 0), ("hidden", 1), ("logits", 2)])
+def test_infer_mode_reaches_rkllm_infer_param(mode: str, value: int) -> None:
+    run = marshaller(Generation.V1_2_0).run(GenerateParams(prompt="x", mode=mode), LOAD)  # type: ignore[arg-type]
+    assert run.infer.mode == value
+
+
+def test_logits_mode_is_unsupported_before_1_2_0_but_hidden_is_not() -> None:
+    v11 = marshaller(Generation.V1_1)
+    assert v11.run(GenerateParams(prompt="x", mode="hidden"), LOAD).infer.mode == 1
+    with pytest.raises(Unsupported, match=r"logits output is not supported by runtime rkllm-1\.1"):
+        v11.run(GenerateParams(prompt="x", mode="logits"), LOAD)

@@ -16,10 +16,12 @@ import signal
 import sys
 from collections import deque
 from collections.abc import AsyncGenerator, Callable, Mapping
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from rkio.engine.runner.frames import (
     Abort,
+    Call,
+    CallResult,
     Done,
     Error,
     FrameError,
@@ -177,7 +179,7 @@ class RunnerProcess:
                     queued = True
             elif isinstance(frame, Error) and not self._loaded.done():
                 self._loaded.set_result(frame)
-            elif isinstance(frame, Done | Error):
+            elif isinstance(frame, Done | Error | CallResult):
                 if isinstance(frame, Done) and frame.memory is not None:
                     self._memory = runner_memory(frame.memory)
                 self._runtime_idle.set()
@@ -250,13 +252,7 @@ class RunnerProcess:
         self._consumer = True
         finished = False
         try:
-            await self._runtime_idle.wait()
-            if self._eof or self._phase not in ("idle", "generation"):
-                raise await self._gone()
-            self._frames.clear()
-            self._runtime_idle.clear()
-            self._phase = "generation"
-            self._send(Generate(gen))
+            await self._begin(Generate(gen))
             frames = self._frames
             while True:
                 if not frames:
@@ -280,7 +276,8 @@ class RunnerProcess:
                 elif isinstance(frame, Done):
                     finished = True
                     yield RunnerDone(frame.finish, frame.prompt_tokens,  # type: ignore[arg-type]
-                                     frame.completion_tokens, frame.perf, runner_memory(frame.memory))
+                                     frame.completion_tokens, frame.perf, runner_memory(frame.memory),
+                                     frame.outputs)
                     return
                 elif isinstance(frame, Error):
                     finished = True
@@ -295,6 +292,44 @@ class RunnerProcess:
             self._wakeup = None
             if not finished:
                 self._abandon()
+
+    async def call(self, op: str, args: dict[str, Any], owner: str) -> object:
+        """Run a runtime call (``rkio.engine.runner.calls``) on the idle handle for ``owner``.
+
+        Raises RunnerCrashed when the runner dies meanwhile, or what the runtime raised (Unsupported,
+        InvalidRequest, RuntimeFailure). Cancelling only stops waiting: the call itself is short and runs
+        to its end, and the next generation waits for it.
+        """
+        if self._consumer:
+            raise RuntimeFailure(f"runner for {self.spec.name} is already generating")
+        self._consumer = True
+        try:
+            await self._begin(Call(op, args, owner))
+            while True:
+                if not self._frames:
+                    if self._eof:
+                        raise await self._gone()
+                    self._wakeup = self._loop.create_future()
+                    await self._wakeup
+                    continue
+                frame = self._frames.popleft()
+                if isinstance(frame, CallResult):
+                    return frame.value
+                if isinstance(frame, Error):
+                    raise to_exception(frame, await self._output.error_at(frame.marker))
+        finally:
+            self._consumer = False
+            self._wakeup = None
+
+    async def _begin(self, command: Generate | Call) -> None:
+        """Send ``command`` once the runtime is idle; its answer frames go to the one consumer."""
+        await self._runtime_idle.wait()
+        if self._eof or self._phase not in ("idle", "generation"):
+            raise await self._gone()
+        self._frames.clear()
+        self._runtime_idle.clear()
+        self._phase = "generation"
+        self._send(command)
 
     def _abandon(self) -> bool:
         """Abort the generation nobody consumes any more; False when the runtime is not running it."""

@@ -1,19 +1,21 @@
 """The typed messages between the gateway and a runner process, and their length-prefixed framing.
 
 Each frame is a 4-byte little-endian length followed by a msgpack-encoded tagged ``msgspec.Struct``.
-Gateway -> runner: ``Load``, ``Generate``, ``Abort``, ``Stop``.
-Runner -> gateway: ``Loaded``, ``Progress``, ``Tokens``, ``Done``, ``Error``, ``Memory``, ``Stopped``.
+Gateway -> runner: ``Load``, ``Generate``, ``Call``, ``Abort``, ``Stop``.
+Runner -> gateway: ``Loaded``, ``Progress``, ``Tokens``, ``Done``, ``CallResult``, ``Error``, ``Memory``,
+``Stopped``.
 """
 
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 import msgspec
 
 from rkio.engine.runner.progress import LoadWork
 from rkio.engine.types import ModelSpec, RunnerGeneration
-from rkio.runtime.base import LoadParams, Perf
+from rkio.runtime.base import LoadParams, Perf, RunOutputs
 
 HEADER = struct.Struct("<I")
 MAX_FRAME = 256 << 20  # embeddings and images travel in Generate frames; anything bigger is corruption
@@ -33,6 +35,14 @@ class Load(msgspec.Struct, tag=True, array_like=True):
 
 class Generate(msgspec.Struct, tag=True, array_like=True):
     gen: RunnerGeneration
+
+
+class Call(msgspec.Struct, tag=True, array_like=True):
+    """A runtime call on the idle handle (``RuntimeCall``) for ``owner``: answered by CallResult or Error."""
+
+    op: str
+    args: dict[str, Any]
+    owner: str
 
 
 class Abort(msgspec.Struct, tag=True, array_like=True):
@@ -80,6 +90,11 @@ class Done(msgspec.Struct, tag=True, array_like=True):
     completion_tokens: int
     perf: Perf | None
     memory: MemoryReport | None
+    outputs: RunOutputs | None = None  # hidden states / logits of a run in that infer mode
+
+
+class CallResult(msgspec.Struct, tag=True, array_like=True):
+    value: Any
 
 
 class Error(msgspec.Struct, tag=True, array_like=True):
@@ -104,8 +119,8 @@ class Stopped(msgspec.Struct, tag=True, array_like=True):
     """The handle is destroyed; the process exits right after."""
 
 
-ToRunner = Load | Generate | Abort | Stop
-FromRunner = Loaded | Progress | Tokens | Done | Error | Memory | Stopped
+ToRunner = Load | Generate | Call | Abort | Stop
+FromRunner = Loaded | Progress | Tokens | Done | CallResult | Error | Memory | Stopped
 
 _encoder = msgspec.msgpack.Encoder()
 _to_runner = msgspec.msgpack.Decoder(ToRunner)

@@ -17,8 +17,11 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from rkio.engine.runner import calls, handle_state
 from rkio.engine.runner.frames import (
     Abort,
+    Call,
+    CallResult,
     Done,
     Error,
     FrameError,
@@ -40,7 +43,7 @@ from rkio.engine.runner.stops import StopScanner
 from rkio.engine.runner.writer import TokenWriter
 from rkio.engine.types import ModelSpec
 from rkio.errors import RkioError, Unsupported
-from rkio.runtime.base import ChatTemplateOverride, Feature, LoraAdapter, Runtime, Token
+from rkio.runtime.base import Feature, LoraAdapter, Runtime, Token
 
 if TYPE_CHECKING:
     from rkio.runtime.chat import ChatTemplate
@@ -81,6 +84,7 @@ class RunnerService:
         self._runtime: Runtime | None = None
         self._spec: ModelSpec | None = None
         self._template: ChatTemplate | None = None
+        self._holds = handle_state.HandleHolds(chat_template=None)
         self._state_lock = threading.Lock()
         self._generating = False
         self._aborted = False
@@ -108,6 +112,8 @@ class RunnerService:
                     break
             elif isinstance(command, Generate):
                 self._generate(command)
+            elif isinstance(command, Call):
+                self._call(command)
         self._writer.close()
         self._served.set()
         return code
@@ -161,7 +167,8 @@ class RunnerService:
             runtime.load(command.params)
             if Feature.CHAT_TEMPLATE in runtime.features:
                 # prompts arrive rendered with the model's template; the runtime must not wrap them again
-                runtime.set_chat_template(ChatTemplateOverride("", "", ""))
+                runtime.set_chat_template(handle_state.RKIO_TEMPLATE)
+            self._holds = handle_state.HandleHolds.after_load(runtime.features)
             for name, path, scale in command.spec.lora_adapters:
                 runtime.load_lora(LoraAdapter(path=path, name=name, scale=scale))
         except BaseException as exc:
@@ -187,6 +194,11 @@ class RunnerService:
             params, stops = prepare(gen, runtime, spec, self._template)
         except BaseException as exc:
             self._send_error(exc, default="InvalidRequest")
+            return
+        try:
+            handle_state.apply(runtime, self._holds, gen.handle_state or handle_state.HTTP_STATE)
+        except BaseException as exc:
+            self._send_error(exc, default="RuntimeFailure")
             return
         limit = gen.params.max_new_tokens if gen.params.max_new_tokens != params.max_new_tokens else None
         scanner = StopScanner(stops) if stops else None
@@ -236,7 +248,19 @@ class RunnerService:
         memory = measure(perf.memory_usage_mb if perf is not None else None,
                          available_drop=self._drop.sample())
         self._drop.freeze()
-        writer.send(Done(finish, prompt_tokens(params, perf, runtime), count, perf, memory))
+        writer.send(Done(finish, prompt_tokens(params, perf, runtime), count, perf, memory, result.outputs))
+
+    def _call(self, command: Call) -> None:
+        runtime = self._runtime
+        if runtime is None:
+            self._send_error(RkioError("no model loaded"), default="RuntimeFailure")
+            return
+        try:
+            value = calls.perform(runtime, self._holds, command.op, command.args, command.owner)
+        except BaseException as exc:
+            self._send_error(exc, default="RuntimeFailure")
+            return
+        self._writer.send(CallResult(value))
 
     def _shutdown(self, *, notify: bool) -> None:
         runtime = self._runtime

@@ -15,6 +15,8 @@ from rkio.errors import InvalidRequest, Unsupported
 from rkio.runtime.base import Feature, GenerateParams, LoadParams, MultimodalInput, Sampling
 from rkio.runtime.rkllm.layouts import (
     INFER_GENERATE,
+    INFER_GET_LAST_HIDDEN_LAYER,
+    INFER_GET_LOGITS,
     INPUT_EMBED,
     INPUT_MULTIMODAL,
     INPUT_PROMPT,
@@ -92,7 +94,7 @@ class Marshaller:
         run = Run(self.layout.input(), self.layout.infer_param(), load.max_new_tokens)
         self._fill_input(run, params)
         infer = run.infer
-        infer.mode = INFER_GENERATE
+        infer.mode = self._infer_mode(params)
         if params.lora is not None:
             infer.lora_params = pointer(self.layout.lora_param(params.lora.encode()))
         if params.prompt_cache is not None:
@@ -110,6 +112,16 @@ class Marshaller:
                 infer.max_new_tokens = params.max_new_tokens
                 run.max_new_tokens = params.max_new_tokens
         return run
+
+    def _infer_mode(self, params: GenerateParams) -> int:
+        """RKLLMInferMode for ``params.mode``; a mode the generation lacks is Unsupported."""
+        if params.mode == "hidden":
+            self._require(Feature.LAST_HIDDEN_LAYER, True)
+            return INFER_GET_LAST_HIDDEN_LAYER
+        if params.mode == "logits":
+            self._require(Feature.LOGITS, True)
+            return INFER_GET_LOGITS
+        return INFER_GENERATE
 
     def _fill_input(self, run: Run, params: GenerateParams) -> None:
         given = [params.prompt is not None, params.tokens is not None, params.embed is not None,

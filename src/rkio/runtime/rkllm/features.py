@@ -11,6 +11,8 @@ _SINCE: dict[Feature, Generation] = {
     Feature.EMBED_INPUT: Generation.V1_1,
     Feature.MULTIMODAL_INPUT: Generation.V1_1,
     Feature.LORA: Generation.V1_1,
+    Feature.LAST_HIDDEN_LAYER: Generation.V1_1,
+    Feature.LOGITS: Generation.V1_2_0,  # RKLLMResult.logits and RKLLM_INFER_GET_LOGITS arrived in 1.2.0
     Feature.PROMPT_CACHE: Generation.V1_1,
     Feature.KEEP_HISTORY: Generation.V1_2_0,
     Feature.CLEAR_KV_CACHE: Generation.V1_2_0,

@@ -64,7 +64,8 @@ _LABELS = {
 # enum values shared by every generation since 1.1
 RUN_NORMAL, RUN_WAITING, RUN_FINISH, RUN_ERROR = 0, 1, 2, 3
 INPUT_PROMPT, INPUT_TOKEN, INPUT_EMBED, INPUT_MULTIMODAL = 0, 1, 2, 3
-INFER_GENERATE = 0
+INFER_GENERATE, INFER_GET_LAST_HIDDEN_LAYER, INFER_GET_LOGITS = 0, 1, 2  # RKLLMInferMode (LOGITS: 1.2.0+)
+RUN_GET_LAST_HIDDEN_LAYER = 4  # 1.1.x only: the LLMCallState of a hidden-layer result (rkllm-runtime.md §1.3)
 
 SAMPLING_FIELDS: Fields = [
     ("top_k", c_int32),

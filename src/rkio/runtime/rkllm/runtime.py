@@ -142,7 +142,7 @@ class RkllmRuntime:
             if self._session is not None:
                 raise RuntimeFailure(f"{self.name}: a generation is already running on this handle")
             session = RunSession(next(self._run_ids), on_token, run.max_new_tokens,
-                                 Feature.PERF_STATS in self.features)
+                                 Feature.PERF_STATS in self.features, params.mode)
             self._session = session
             self._idle.clear()
         try:

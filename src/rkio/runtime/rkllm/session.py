@@ -10,8 +10,15 @@ import ctypes
 from typing import Any
 
 from rkio.errors import RuntimeFailure
-from rkio.runtime.base import FinishReason, GenerationResult, Perf, Token, TokenSink
-from rkio.runtime.rkllm.layouts import RUN_ERROR, RUN_FINISH, RUN_NORMAL, RUN_WAITING
+from rkio.runtime.base import FinishReason, GenerationResult, InferMode, Perf, RunOutputs, Token, TokenSink
+from rkio.runtime.rkllm.layouts import (
+    RUN_ERROR,
+    RUN_FINISH,
+    RUN_GET_LAST_HIDDEN_LAYER,
+    RUN_NORMAL,
+    RUN_WAITING,
+)
+from rkio.runtime.rkllm.outputs import copy_outputs
 from rkio.runtime.utf8 import Utf8Reassembler
 
 CONTINUE, PAUSE = 0, 1  # what an int-returning result callback tells the runtime
@@ -20,8 +27,11 @@ CONTINUE, PAUSE = 0, 1  # what an int-returning result callback tells the runtim
 class RunSession:
     """Turns result callbacks into whole-character ``Token``s for ``sink`` and a ``GenerationResult``."""
 
-    def __init__(self, run_id: int, sink: TokenSink, max_new_tokens: int, has_perf: bool) -> None:
+    def __init__(self, run_id: int, sink: TokenSink, max_new_tokens: int, has_perf: bool,
+                 mode: InferMode = "generate") -> None:
         self.run_id = run_id
+        self.mode = mode
+        self.outputs: RunOutputs | None = None
         self.sink = sink
         self.max_new_tokens = max_new_tokens
         self.has_perf = has_perf
@@ -59,6 +69,8 @@ class RunSession:
         if state == RUN_ERROR:
             self.runtime_error = True
             return CONTINUE
+        if self.mode != "generate":
+            return self._special(result, state)
         if state not in (RUN_NORMAL, RUN_WAITING) or not result:
             return CONTINUE
         if self.stop_requested or self.abort_requested:
@@ -69,6 +81,12 @@ class RunSession:
         if self.pause_requested and not self.stop_requested:
             self.paused = True
             return PAUSE
+        return CONTINUE
+
+    def _special(self, result: Any, state: int) -> int:
+        # a hidden-layer or logits run delivers one result (NORMAL, or state 4 in 1.1.x) and no text
+        if result and state in (RUN_NORMAL, RUN_GET_LAST_HIDDEN_LAYER) and self.outputs is None:
+            self.outputs = copy_outputs(result.contents, self.mode)
         return CONTINUE
 
     def _deliver(self, data: bytes, counted: bool) -> None:
@@ -96,11 +114,13 @@ class RunSession:
                 f"rkllm_run failed (returned {returned}, error state: {self.runtime_error}); "
                 "the runtime's log says why"
             )
+        elif self.mode != "generate" and self.outputs is None:
+            raise RuntimeFailure(f"rkllm_run in mode {self.mode} returned no {self.mode} output")
         elif 0 < self.max_new_tokens <= self.n_tokens:
             finish = "length"
         else:
             finish = "stop"
-        return GenerationResult(finish=finish, n_tokens=self.n_tokens, perf=self.perf)
+        return GenerationResult(finish=finish, n_tokens=self.n_tokens, perf=self.perf, outputs=self.outputs)
 
 
 def _text(result: Any) -> bytes:
