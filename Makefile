@@ -48,6 +48,8 @@ bench: venv sim
 	RKIO_SIM_DIR=$(abspath $(SIM_OUT)) $(PY) benchmarks/engine_bench.py
 	RKIO_SIM_DIR=$(abspath $(SIM_OUT)) $(PY) benchmarks/http_bench.py
 	RKIO_SIM_DIR=$(abspath $(SIM_OUT)) $(PY) benchmarks/concurrency_bench.py
+	RKIO_SIM_DIR=$(abspath $(SIM_OUT)) $(PY) benchmarks/rpc_bench.py
+	RKIO_SIM_DIR=$(abspath $(SIM_OUT)) $(PY) benchmarks/board_pace_bench.py
 
 lint: venv
 	$(VENV)/bin/ruff check src tests benchmarks

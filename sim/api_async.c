@@ -58,6 +58,7 @@ SIM_API int rkllm_run_async(LLMHandle handle, RKLLMInput* rkllm_input, RKLLMInfe
         fprintf(stderr, "E rkllm: rkllm_run_async: the model is already running\n");
         return -1;
     }
+    atomic_store(&h->generating, 1);
     atomic_store(&h->abort_requested, 0);
     async_job* j = sim_xcalloc(1, sizeof(async_job));
     j->h = h;

@@ -157,12 +157,21 @@ static int run_special(sim_handle* h, void* userdata, const RKLLMInferParam* inf
     deliver(h, userdata, &r, state);
     free(buf);
     memset(&r, 0, sizeof(r));
+    atomic_store(&h->generating, 0);
     deliver(h, userdata, &r, RKLLM_RUN_FINISH);
     set_finish(h, "stop", 0);
     return 0;
 }
 
+static int run_body(sim_handle* h, RKLLMInput* in, RKLLMInferParam* infer, void* userdata, int is_async);
+
 int sim_run_impl(sim_handle* h, RKLLMInput* in, RKLLMInferParam* infer, void* userdata, int is_async) {
+    int rc = run_body(h, in, infer, userdata, is_async);
+    atomic_store(&h->generating, 0);
+    return rc;
+}
+
+static int run_body(sim_handle* h, RKLLMInput* in, RKLLMInferParam* infer, void* userdata, int is_async) {
     if (!in) {
         fprintf(stderr, "E rkllm: rkllm_run: input is NULL\n");
         return -1;
@@ -214,6 +223,7 @@ int sim_run_impl(sim_handle* h, RKLLMInput* in, RKLLMInferParam* infer, void* us
     if (kv + prompt_tokens > h->max_context_len) {
         fprintf(stderr, "E rkllm: the input tokens[%d] exceed the max context length[%d]\n", kv + prompt_tokens,
                 h->max_context_len);
+        atomic_store(&h->generating, 0);
         deliver(h, userdata, &r, RKLLM_RUN_ERROR);
         set_finish(h, "error", 0);
         sim_prompt_free(&prompt);
@@ -313,7 +323,16 @@ int sim_run_impl(sim_handle* h, RKLLMInput* in, RKLLMInferParam* infer, void* us
         }
     }
     long long t2 = sim_now_us();
+    /* Inference is over from here on: the FINISH callback reports a finished run, a paused run has returned
+     * its last token (rkllm-runtime.md §1.2 table: rkllm_abort interrupts *ongoing* inference). */
+    atomic_store(&h->generating, 0);
     if (aborted) finish = "abort";
+    else if (atomic_load(&h->abort_requested)) {
+        /* the run ended by itself although it was asked to abort: that abort interrupted nothing */
+        pthread_mutex_lock(&h->lock);
+        h->n_unused_aborts++;
+        pthread_mutex_unlock(&h->lock);
+    }
     else if (!paused && generated >= limit && max_new > 0 && generated == max_new) finish = "length";
     if (paused) {
         set_finish(h, "paused", generated);
@@ -350,6 +369,7 @@ SIM_API int rkllm_run(LLMHandle handle, RKLLMInput* rkllm_input, RKLLMInferParam
         fprintf(stderr, "E rkllm: rkllm_run: the model is already running\n");
         return -1;
     }
+    atomic_store(&h->generating, 1);
     atomic_store(&h->abort_requested, 0);
     long long job = sim_npu_job_enter(h->model_path, rkllm_input);
     int rc = sim_run_impl(h, rkllm_input, rkllm_infer_params, userdata, 0);
@@ -358,12 +378,18 @@ SIM_API int rkllm_run(LLMHandle handle, RKLLMInput* rkllm_input, RKLLMInferParam
     return rc;
 }
 
+/* rkllm-runtime.md §1.2 table and §3: rkllm_abort is documented as "interrupt ongoing inference" and nothing
+ * else; what it does to a handle with no inference in progress is undocumented. The simulator keeps its
+ * flag (the next rkllm_run clears it, as the binding assumes) and counts such calls, so tests can assert
+ * that none ever happens: before a run started, after it returned, or once it reported FINISH/ERROR. */
 SIM_API int rkllm_abort(LLMHandle handle) {
     sim_handle* h = sim_handle_check(handle, "rkllm_abort");
     if (!h) return -1;
+    int idle = !atomic_load(&h->running) || !atomic_load(&h->generating);
     sim_abort_wake(&h->abort_requested);
     pthread_mutex_lock(&h->lock);
     h->n_aborts++;
+    if (idle) h->n_idle_aborts++;
     pthread_mutex_unlock(&h->lock);
     return 0;
 }

@@ -35,6 +35,7 @@ typedef struct sim_handle {
 
     pthread_mutex_t lock; /* guards the fields below that other threads read */
     atomic_int running;
+    atomic_int generating; /* 1 from the start of a run until it stops producing (before FINISH/ERROR) */
     atomic_int abort_requested;
     int kv_len;
     int system_tokens;
@@ -55,6 +56,8 @@ typedef struct sim_handle {
     int cross_attn_tokens;
     int n_runs;
     int n_aborts;
+    int n_idle_aborts;   /* rkllm_abort with no inference in progress (see rkllm_abort) */
+    int n_unused_aborts; /* runs that ended by themselves although rkllm_abort was called during them */
 
     char* init_json;
     char* run_json_in;   /* everything the last run received */
@@ -80,7 +83,7 @@ void sim_abort_wake(atomic_int* abort_flag);
 void sim_load_work(long long total_ms);
 /* Builds the JSON describing the RKLLMParam of an init (caller frees). */
 char* sim_init_json(const sim_handle* h, const RKLLMParam* p, const void* callback_struct);
-/* The body of rkllm_run / rkllm_run_async; the caller has set h->running. */
+/* The body of rkllm_run / rkllm_run_async; the caller has set h->running and h->generating. */
 int sim_run_impl(sim_handle* h, RKLLMInput* in, RKLLMInferParam* infer, void* userdata, int is_async);
 /* Builds the JSON describing an rkllm_run call (caller frees). */
 char* sim_run_json(const RKLLMInput* in, const RKLLMInferParam* infer, const void* userdata, int is_async);

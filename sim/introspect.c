@@ -281,6 +281,8 @@ SIM_API const char* rkllm_sim_handle(void* handle) {
     sb_kv_int(&sb, &f, "cross_attn_num_tokens", h->cross_attn_tokens);
     sb_kv_int(&sb, &f, "runs", h->n_runs);
     sb_kv_int(&sb, &f, "aborts", h->n_aborts);
+    sb_kv_int(&sb, &f, "aborts_while_idle", h->n_idle_aborts);
+    sb_kv_int(&sb, &f, "aborts_without_effect", h->n_unused_aborts);
     sb_kv_int(&sb, &f, "live_handles_in_process", sim_live_handles());
     sb_puts(&sb, "}");
     free(h->handle_json);

@@ -92,6 +92,13 @@ class Settings(BaseSettings):
     default_model: str | None = None
     log_level: Annotated[LogLevel, BeforeValidator(_lower)] = LogLevel.INFO
     npu_lock: UserPath | None = None  # None = rkio.engine.npu_lock.default_lock_path()
+    rpc_unix: str = "auto"  # JSON-RPC Unix socket: auto = <state dir>/rpc.sock, off, or a path
+    rpc_tcp: str | None = None  # HOST:PORT
+    rpc_udp: str | None = None  # HOST:PORT
+    rpc_lease_ttl: Annotated[Duration, Field(gt=0)] = 600.0  # idle expiry of HTTP/UDP handles
+    rpc_stream_ttl: Annotated[Duration, Field(gt=0)] = 60.0  # expiry of an undrained HTTP pull stream
+    rpc_stream_default: Annotated[Literal["push", "callbacks"], BeforeValidator(_lower)] = "push"
+    rpc_max_frame: Annotated[Size, Field(ge=1024)] = 16 << 20  # largest JSON-RPC message
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings],

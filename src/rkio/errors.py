@@ -11,6 +11,7 @@ machine-readable name, ``retry_after`` (seconds) becomes a ``Retry-After`` heade
     ├── Unauthorized              401
     ├── ModelNotFound             404  no such model in the models directory (or an invalid name)
     ├── PayloadTooLarge           413
+    ├── OutputInvalid             422  a reply still fails the requested JSON schema after the retries
     ├── Busy                      429  queue full; carries retry_after
     ├── Cancelled                 499  the client went away (never sent, only logged)
     ├── InternalError             500  a bug in rkio (the log has the traceback, the client a generic text)
@@ -78,6 +79,16 @@ class ModelNotFound(RkioError):
 class PayloadTooLarge(RkioError):
     status = 413
     kind = "payload_too_large"
+
+
+class OutputInvalid(RkioError):
+    """Structured output that could only be validated (no constrained decoding) failed every attempt.
+
+    422, not 5xx: clients retry 5xx by themselves, and the same request would most likely fail again.
+    """
+
+    status = 422
+    kind = "output_validation_failed"
 
 
 class Busy(RkioError):

@@ -38,6 +38,8 @@ class RequestRecord:
     queue_s: float | None = None
     load_s: float | None = None
     last_chunk: float | None = None
+    sampling: str | None = None  # whose sampling the run used (rkio.api.run_report)
+    not_applied: tuple[str, ...] = ()  # request settings the runtime left out
 
     def chunk(self, now: float, n_tokens: int) -> None:
         """A TokenChunk arrived (``n_tokens`` tokens in it)."""
@@ -132,7 +134,9 @@ class RequestLog:
                           completion_tokens=record.completion_tokens,
                           ttft_ms=None if record.ttft_s is None else round(record.ttft_s * 1000, 1),
                           queue_ms=None if record.queue_s is None else round(record.queue_s * 1000, 1),
-                          load_ms=None if record.load_s is None else round(record.load_s * 1000, 1))
+                          load_ms=None if record.load_s is None else round(record.load_s * 1000, 1),
+                          sampling=record.sampling,
+                          not_applied=",".join(record.not_applied) if record.not_applied else None)
         if record.error:
             fields["error"] = repr(record.error)
         log.info(" ".join(f"{k}={v}" for k, v in fields.items() if v is not None))

@@ -17,21 +17,27 @@ OPEN_PATHS = frozenset({"/health"})
 
 
 class ApiKeyAuth:
-    """With an API key configured, every endpoint but ``/health`` needs ``Authorization: Bearer <key>``."""
+    """With an API key configured, every endpoint but ``/health`` needs ``Authorization: Bearer <key>`` or
+    ``x-api-key: <key>`` (what Anthropic's clients send)."""
 
-    def __init__(self, app: ASGIApp, api_key: str) -> None:
+    def __init__(self, app: ASGIApp, api_key: str, exempt: frozenset[str] = frozenset()) -> None:
         self.app = app
         self.key = api_key.encode()
+        self.open_paths = OPEN_PATHS | exempt
 
     def authorized(self, headers: Headers) -> bool:
         scheme, _, token = headers.get("authorization", "").partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), self.key)
+        if scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), self.key):
+            return True
+        api_key = headers.get("x-api-key")
+        return api_key is not None and hmac.compare_digest(api_key.strip().encode(), self.key)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS or self.authorized(Headers(scope=scope)):
+        if (scope["type"] != "http" or scope["path"] in self.open_paths
+                or self.authorized(Headers(scope=scope))):
             await self.app(scope, receive, send)
             return
-        err = Unauthorized("missing or invalid API key (send Authorization: Bearer <key>)")
+        err = Unauthorized("missing or invalid API key (send Authorization: Bearer <key> or x-api-key)")
         response = error_response(err, protocol_for_path(scope["path"]))
         response.headers["WWW-Authenticate"] = "Bearer"
         await response(scope, receive, send)
@@ -52,15 +58,16 @@ class BodyLimit:
     DRAIN_IDLE = 5.0  # seconds without any body arriving
     DRAIN_TOTAL = 30.0
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, exempt: frozenset[str] = frozenset()) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.exempt = exempt
 
     def _too_large(self) -> PayloadTooLarge:
         return PayloadTooLarge(f"request body is larger than the limit of {self.max_bytes} bytes")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"] in self.exempt:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)

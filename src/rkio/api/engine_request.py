@@ -100,6 +100,25 @@ def normalize_tool_call(call: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def select_tools(tools: list[dict[str, Any]], choice: str | None,
+                 param: str = "tool_choice") -> tuple[tuple[dict[str, Any], ...], str | None]:
+    """Tools (OpenAI function shape) for the engine and the system instruction a tool choice calls for.
+
+    ``choice``: None or "auto" (the model decides), "none" (no tools), "required" (some tool), or the name
+    of the one function to call.
+    """
+    if not tools or choice == "none":
+        return (), None
+    if choice in (None, "auto"):
+        return tuple(tools), None
+    if choice == "required":
+        return tuple(tools), "You must call one of the provided functions."
+    chosen = tuple(t for t in tools if t["function"]["name"] == choice)
+    if not chosen:
+        raise BadParameter(f"{param} names an unknown function {choice!r}", param)
+    return chosen, f"You must call the function {choice}."
+
+
 BodyT = TypeVar("BodyT", bound=BaseModel)
 
 

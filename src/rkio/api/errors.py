@@ -1,7 +1,9 @@
-"""The one place where errors become HTTP: ``RkioError`` -> OpenAI or Ollama JSON, with status and headers.
+"""The one place where errors become HTTP: ``RkioError`` -> OpenAI, Ollama or Anthropic JSON, with status
+and headers.
 
 OpenAI clients expect ``{"error": {"message", "type", "param", "code"}}``; Ollama clients expect
-``{"error": "..."}``. Which one a request gets depends on its path (``/api/...`` is Ollama, everything else
+``{"error": "..."}``; Anthropic clients ``{"type": "error", "error": {"type", "message"}}``. Which one a
+request gets depends on its path (``/api/...`` is Ollama, ``/v1/messages...`` Anthropic, everything else
 OpenAI-shaped). Errors that happen after a stream started are written as the stream's last event instead
 (``stream_error_event``). Anything that is not an ``RkioError`` becomes a 500 in the protocol's shape and its
 traceback goes to the log, never to the client.
@@ -23,7 +25,7 @@ from rkio.errors import InternalError, InvalidRequest, RkioError
 
 log = logging.getLogger("rkio.api")
 
-Protocol = Literal["openai", "ollama"]
+Protocol = Literal["openai", "ollama", "anthropic"]
 
 
 class BadParameter(InvalidRequest):
@@ -48,8 +50,20 @@ _OPENAI_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404:
                  405: "invalid_request_error", 413: "invalid_request_error", 429: "rate_limit_error"}
 
 
+# Anthropic's error types (https://docs.anthropic.com/en/api/errors) by HTTP status; 503s are "overloaded"
+_ANTHROPIC_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+                    404: "not_found_error", 405: "invalid_request_error", 413: "request_too_large",
+                    422: "invalid_request_error", 429: "rate_limit_error", 503: "overloaded_error",
+                    529: "overloaded_error"}
+ANTHROPIC_PREFIX = "/v1/messages"
+
+
 def protocol_for_path(path: str) -> Protocol:
-    return "ollama" if path.startswith("/api/") else "openai"
+    if path.startswith("/api/"):
+        return "ollama"
+    if path == ANTHROPIC_PREFIX or path.startswith(ANTHROPIC_PREFIX + "/"):
+        return "anthropic"
+    return "openai"
 
 
 def from_validation(exc: pydantic.ValidationError) -> BadParameter:
@@ -93,6 +107,19 @@ def ollama_error_body(err: RkioError) -> dict[str, object]:
     return {"error": err.message}
 
 
+def anthropic_error_body(err: RkioError) -> dict[str, object]:
+    return {"type": "error", "error": {"type": _ANTHROPIC_TYPES.get(err.status, "api_error"),
+                                       "message": err.message}}
+
+
+def error_body(err: RkioError, protocol: Protocol) -> dict[str, object]:
+    if protocol == "openai":
+        return openai_error_body(err)
+    if protocol == "anthropic":
+        return anthropic_error_body(err)
+    return ollama_error_body(err)
+
+
 def error_headers(err: RkioError) -> dict[str, str]:
     if err.retry_after is None:
         return {}
@@ -100,14 +127,15 @@ def error_headers(err: RkioError) -> dict[str, str]:
 
 
 def error_response(err: RkioError, protocol: Protocol) -> Response:
-    body = openai_error_body(err) if protocol == "openai" else ollama_error_body(err)
-    return JSONResponse(body, status_code=err.status, headers=error_headers(err))
+    return JSONResponse(error_body(err, protocol), status_code=err.status, headers=error_headers(err))
 
 
 def stream_error_event(err: RkioError, protocol: Protocol) -> bytes:
     """The last event of a stream that failed after its headers were sent."""
     if protocol == "openai":
         return b"data: " + json.dumps(openai_error_body(err)).encode() + b"\n\n"
+    if protocol == "anthropic":
+        return b"event: error\ndata: " + json.dumps(anthropic_error_body(err)).encode() + b"\n\n"
     return json.dumps(ollama_error_body(err)).encode() + b"\n"
 
 

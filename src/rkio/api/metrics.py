@@ -107,11 +107,15 @@ class ApiMetrics:
         self.completion_tokens = Counter("rkio_completion_tokens_total", "Tokens generated.", ("model",))
         self.disconnects = Counter("rkio_client_disconnects_total", "Requests abandoned by their client.",
                                    ("endpoint",))
+        self.not_applied = Counter("rkio_settings_not_applied_total",
+                                   "Request settings the model's runtime could not apply (the request ran).",
+                                   ("model", "setting"))
 
     def render(self, status: EngineStatus | None) -> str:
         lines: list[str] = []
         for metric in (self.requests, self.duration, self.ttft, self.token_gap, self.queue_wait,
-                       self.load_time, self.prompt_tokens, self.completion_tokens, self.disconnects):
+                       self.load_time, self.prompt_tokens, self.completion_tokens, self.disconnects,
+                       self.not_applied):
             lines += metric.render()
         if status is not None:
             lines += engine_lines(status)

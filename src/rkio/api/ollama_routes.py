@@ -3,8 +3,8 @@
 As in Ollama: ``stream`` defaults to true; a request without prompt/messages loads the model (``done_reason``
 "load") or, with ``keep_alive`` 0, unloads it ("unload"); ``keep_alive`` takes duration strings or seconds.
 A trailing ``:latest`` in model names is ignored (rkio has no tags). ``think: true`` splits
-``<think>…</think>`` into ``thinking``; ``format`` "json" or a schema is best effort (system-prompt
-instruction, non-streaming replies trimmed to the first complete JSON value).
+``<think>…</think>`` into ``thinking``; ``format`` "json" or a schema is enforced while decoding on llama.cpp
+and validated (bounded retries) on rkllm, as ``X-Rkio-Structured-Output`` says (``rkio.api.structured``).
 Streams send nothing until the first token.
 """
 
@@ -27,7 +27,6 @@ from rkio.api.engine_request import (
     request_id,
     resolve_sampling,
     stop_strings,
-    with_system_text,
 )
 from rkio.api.errors import BadParameter
 from rkio.api.ollama_schema import ChatRequest, GenerateRequest, Message, Options, ShowRequest
@@ -38,8 +37,10 @@ from rkio.api.ollama_stream import (
     done_fields,
     timestamp,
 )
-from rkio.api.reply import ReplyParser, json_instruction, parse_reply
+from rkio.api.reply import ReplyParser, parse_reply
+from rkio.api.run_report import report_run
 from rkio.api.streaming import EngineStream, collect_reply
+from rkio.api.structured import StructuredOutput, ollama_format, start_generation
 from rkio.config import Settings
 from rkio.engine.types import ChatMessage, Engine, GenerationRequest, ModelSpec
 from rkio.runtime.base import Sampling
@@ -86,12 +87,6 @@ def chat_messages(messages: list[Message]) -> list[ChatMessage]:
     return out
 
 
-def _with_format(messages: list[ChatMessage], fmt: Any) -> tuple[list[ChatMessage], bool]:
-    if not fmt:
-        return messages, False
-    return with_system_text(messages, json_instruction(fmt if isinstance(fmt, dict) else None)), True
-
-
 class OllamaRoutes:
     def __init__(self, engine: Engine, settings: Settings, heartbeat: float) -> None:
         self.engine = engine
@@ -105,6 +100,10 @@ class OllamaRoutes:
                 Route("/api/ps", self.ps, methods=["GET"]),
                 Route("/api/show", self.show, methods=["POST"]),
                 Route("/api/version", self.version, methods=["GET"])]
+
+    def _structured(self, model: str, fmt: Any, think: bool, tools: bool) -> StructuredOutput | None:
+        output = ollama_format(fmt)
+        return StructuredOutput(self.engine, model, output, think, tools) if output is not None else None
 
     async def _load_or_unload(self, model: str, keep_alive: float | None, shape: dict[str, Any]) -> Response:
         if keep_alive == 0:
@@ -123,8 +122,11 @@ class OllamaRoutes:
         if not req.messages:
             return await self._load_or_unload(model, keep_alive, {"message": {"role": "assistant",
                                                                               "content": ""}})
-        messages, json_mode = _with_format(chat_messages(req.messages), req.format)
         tools = tuple(t.model_dump(exclude_none=True) for t in req.tools or ())
+        structured = self._structured(model, req.format, req.thinking, bool(tools))
+        messages = chat_messages(req.messages)
+        if structured is not None:
+            messages = structured.instruct(messages)
         gen = GenerationRequest(
             model=model, messages=tuple(messages), tools=tools, max_tokens=_max_tokens(req.options),
             sampling=_sampling(self.engine, model, req.options),
@@ -133,14 +135,15 @@ class OllamaRoutes:
             enable_thinking=req.thinking, request_id=request_id("chat"))
         record = record_of(request.scope)
         record.model, record.stream = model, req.stream
-        events = self.engine.generate(gen)
+        events, headers = start_generation(self.engine, gen, structured,
+                                           report_run(self.engine, gen, record))
         if req.stream:
             encoder = ChatNdjsonEncoder(model, ReplyParser(req.thinking, bool(tools)))
-            return EngineStream(events, encoder, "ollama", record, heartbeat=self.heartbeat)
+            return EngineStream(events, encoder, "ollama", record, heartbeat=self.heartbeat, headers=headers)
         text, done = await collect_reply(request.receive, events, record)
-        reply = parse_reply(text, req.thinking, bool(tools), json_mode)
+        reply = parse_reply(text, req.thinking, bool(tools), structured is not None)
         return JSONResponse({"model": model, "created_at": timestamp(), "message": chat_message(reply),
-                             **done_fields(done)})
+                             **done_fields(done)}, headers=headers)
 
     async def generate(self, request: Request) -> Any:
         req = await parse_body(request, GenerateRequest)
@@ -148,7 +151,7 @@ class OllamaRoutes:
         if not req.prompt and not req.images:
             return await self._load_or_unload(model, keep_alive, {"response": ""})
         images = tuple(decode_image(img, "images") for img in req.images or ())
-        json_mode = bool(req.format)
+        structured = self._structured(model, req.format, req.thinking, False)
         common: dict[str, Any] = dict(
             model=model, max_tokens=_max_tokens(req.options),
             sampling=_sampling(self.engine, model, req.options),
@@ -162,20 +165,22 @@ class OllamaRoutes:
         else:
             messages = [ChatMessage("system", req.system)] if req.system else []
             messages.append(ChatMessage("user", req.prompt or "", images=images))
-            messages, json_mode = _with_format(messages, req.format)
+            if structured is not None:
+                messages = structured.instruct(messages)
             gen = GenerationRequest(messages=tuple(messages), **common)
         record = record_of(request.scope)
         record.model, record.stream = model, req.stream
-        events = self.engine.generate(gen)
+        events, headers = start_generation(self.engine, gen, structured,
+                                           report_run(self.engine, gen, record))
         if req.stream:
             encoder = GenerateNdjsonEncoder(model, ReplyParser(req.thinking, False))
-            return EngineStream(events, encoder, "ollama", record, heartbeat=self.heartbeat)
+            return EngineStream(events, encoder, "ollama", record, heartbeat=self.heartbeat, headers=headers)
         text, done = await collect_reply(request.receive, events, record)
-        reply = parse_reply(text, req.thinking, False, json_mode)
+        reply = parse_reply(text, req.thinking, False, structured is not None)
         body: dict[str, Any] = {"model": model, "created_at": timestamp(), "response": reply.content}
         if reply.reasoning:
             body["thinking"] = reply.reasoning
-        return JSONResponse({**body, **done_fields(done)})
+        return JSONResponse({**body, **done_fields(done)}, headers=headers)
 
     async def tags(self, request: Request) -> Response:
         models = [{"name": s.name, "model": s.name, "modified_at": timestamp(s.mtime_ns / 1e9),

@@ -5,8 +5,8 @@ Thinking: when the request asks for it (``reasoning_effort`` set to anything but
 ``<think>…</think>`` at the start of the reply is returned as ``reasoning_content``, not ``content``.
 Tools: ``tools`` go to the engine (the chat template renders them) unless ``tool_choice`` is "none"; the reply
 is scanned for ``<tool_call>{…}</tool_call>`` or a bare ``{"name", "arguments"}`` object.
-``response_format`` json_object / json_schema is best effort: an instruction in the system prompt and, for
-non-streaming responses, the reply trimmed to its first complete JSON value.
+``response_format`` json_object / json_schema: enforced while decoding on llama.cpp, validated (with bounded
+retries) on rkllm; the ``X-Rkio-Structured-Output`` header says which (``rkio.api.structured``).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from rkio.api.engine_request import (
     parse_body,
     request_id,
     resolve_sampling,
+    select_tools,
     stop_strings,
     with_system_text,
 )
@@ -38,8 +39,10 @@ from rkio.api.openai_stream import (
     chat_completion_body,
     completion_body,
 )
-from rkio.api.reply import ReplyParser, json_instruction, parse_reply
+from rkio.api.reply import ReplyParser, parse_reply
+from rkio.api.run_report import report_run
 from rkio.api.streaming import EngineStream, collect_reply
+from rkio.api.structured import StructuredOutput, openai_format, start_generation
 from rkio.config import Settings
 from rkio.engine.types import ChatMessage, Engine, GenerationRequest
 from rkio.runtime.base import Sampling
@@ -91,19 +94,11 @@ def _sampling(engine: Engine, model: str, req: SamplingFields) -> Sampling | Non
 
 def _tools(req: ChatCompletionRequest) -> tuple[tuple[dict[str, Any], ...], str | None]:
     """Tools for the engine, and an extra system instruction ``tool_choice`` calls for."""
-    if not req.tools or req.tool_choice == "none":
-        return (), None
-    tools = [t.model_dump(exclude_none=True) for t in req.tools]
+    tools = [t.model_dump(exclude_none=True) for t in req.tools or ()]
     choice = req.tool_choice
     if isinstance(choice, dict):
-        wanted = (choice.get("function") or {}).get("name")
-        tools = [t for t in tools if t["function"]["name"] == wanted]
-        if not tools:
-            raise BadParameter(f"tool_choice names an unknown function {wanted!r}", "tool_choice")
-        return tuple(tools), f"You must call the function {wanted}."
-    if choice == "required":
-        return tuple(tools), "You must call one of the provided functions."
-    return tuple(tools), None
+        choice = str((choice.get("function") or {}).get("name"))
+    return select_tools(tools, choice)
 
 
 class OpenAIRoutes:
@@ -129,10 +124,10 @@ class OpenAIRoutes:
         tools, tool_instruction = _tools(req)
         messages = chat_messages(req.messages)
         fmt = req.response_format
-        json_mode = fmt is not None and fmt.type != "text"
-        if json_mode and fmt is not None:
-            schema = (fmt.json_schema or {}).get("schema") if fmt.type == "json_schema" else None
-            messages = with_system_text(messages, json_instruction(schema))
+        output = openai_format(fmt.type, fmt.json_schema) if fmt is not None else None
+        structured = StructuredOutput(self.engine, model, output, think, bool(tools)) if output else None
+        if structured is not None:
+            messages = structured.instruct(messages)
         if tool_instruction:
             messages = with_system_text(messages, tool_instruction)
         cid, created = request_id("chatcmpl"), int(time.time())
@@ -144,15 +139,17 @@ class OpenAIRoutes:
             request_id=cid)
         record = record_of(request.scope)
         record.model, record.stream = model, req.stream
-        events = self.engine.generate(gen)
+        events, headers = start_generation(self.engine, gen, structured,
+                                           report_run(self.engine, gen, record))
         if req.stream:
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
             encoder = ChatStreamEncoder(cid, created, model, include_usage, ReplyParser(think, bool(tools)))
             return EngineStream(events, encoder, "openai", record, commit_after=self.commit_after,
-                                heartbeat=self.heartbeat)
+                                heartbeat=self.heartbeat, headers=headers)
         text, done = await collect_reply(request.receive, events, record)
-        reply = parse_reply(text, think, bool(tools), json_mode)
-        return JSONResponse(chat_completion_body(cid, created, model, reply, done))
+        reply = parse_reply(text, think, bool(tools), structured is not None)
+        return JSONResponse(chat_completion_body(cid, created, model, reply, done),
+                            headers=headers)
 
     async def completions(self, request: Request) -> Any:
         req = await parse_body(request, CompletionRequest)
@@ -170,15 +167,16 @@ class OpenAIRoutes:
             keep_alive=keep_alive_seconds(req.keep_alive), request_id=cid)
         record = record_of(request.scope)
         record.model, record.stream = model, req.stream
+        headers = report_run(self.engine, gen, record)
         events = self.engine.generate(gen)
         echo = prompt if req.echo else ""
         if req.stream:
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
             encoder = CompletionStreamEncoder(cid, created, model, include_usage, echo)
             return EngineStream(events, encoder, "openai", record, commit_after=self.commit_after,
-                                heartbeat=self.heartbeat)
+                                heartbeat=self.heartbeat, headers=headers)
         text, done = await collect_reply(request.receive, events, record)
-        return JSONResponse(completion_body(cid, created, model, echo + text, done))
+        return JSONResponse(completion_body(cid, created, model, echo + text, done), headers=headers)
 
     async def list_models(self, request: Request) -> Response:
         return JSONResponse({"object": "list", "data": [_model_body(s.name, s.mtime_ns, s.runtime)

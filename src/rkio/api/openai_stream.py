@@ -10,7 +10,8 @@ import msgspec
 
 from rkio.api.errors import stream_error_event
 from rkio.api.reply import Reply, ReplyParser
-from rkio.engine.types import Done, Loading, Queued
+from rkio.api.streaming import SseKeepalive
+from rkio.engine.types import Done
 from rkio.errors import RkioError
 
 _encode = msgspec.json.encode
@@ -27,18 +28,7 @@ def _sse(obj: dict[str, Any]) -> bytes:
     return b"data: " + _encode(obj) + b"\n\n"
 
 
-class _SseBase:
-    media_type = "text/event-stream; charset=utf-8"
-    keepalive = True
-
-    def waiting(self, event: Queued | Loading) -> bytes:
-        if isinstance(event, Queued):
-            return f": queued position={event.position}\n\n".encode()
-        return b": loading\n\n"
-
-    def heartbeat(self) -> bytes:
-        return b": waiting\n\n"
-
+class _SseBase(SseKeepalive):
     def error(self, err: RkioError) -> bytes:
         return stream_error_event(err, "openai")
 

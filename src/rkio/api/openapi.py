@@ -8,6 +8,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from rkio import __version__
+from rkio.api.anthropic_schema import CountTokensRequest, MessagesRequest
 from rkio.api.ollama_schema import ChatRequest, GenerateRequest, ShowRequest
 from rkio.api.openai_schema import ChatCompletionRequest, CompletionRequest
 
@@ -18,6 +19,8 @@ _POST: dict[str, type[BaseModel]] = {
     "/api/chat": ChatRequest,
     "/api/generate": GenerateRequest,
     "/api/show": ShowRequest,
+    "/v1/messages": MessagesRequest,
+    "/v1/messages/count_tokens": CountTokensRequest,
 }
 _GET = ("/v1/models", "/api/tags", "/api/ps", "/api/version", "/health", "/ready", "/metrics", "/rkio/status")
 
@@ -40,7 +43,7 @@ def build_openapi() -> dict[str, Any]:
         paths[path] = {"post": {
             "operationId": path.strip("/").replace("/", "_"),
             "requestBody": {"required": True, "content": {"application/json": {"schema": schema}}},
-            "responses": _responses(streams=path not in ("/api/show",))}}
+            "responses": _responses(streams=path not in ("/api/show", "/v1/messages/count_tokens"))}}
     for path in _GET:
         paths[path] = {"get": {"operationId": path.strip("/").replace("/", "_") + "_get",
                                "responses": _responses(streams=False)}}

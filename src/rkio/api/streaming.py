@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Coroutine, Mapping
 from typing import Any, Protocol, TypeVar
 
 from starlette.types import Receive, Scope, Send
@@ -110,12 +110,32 @@ async def collect_reply(receive: Receive, events: AsyncIterator[EngineEvent],
         raise Cancelled("the client went away") from None
 
 
+class SseKeepalive:
+    """The waiting and heartbeat lines of an SSE ``StreamEncoder``: comments, which SSE clients skip."""
+
+    media_type = "text/event-stream; charset=utf-8"
+    keepalive = True
+
+    def waiting(self, event: Queued | Loading) -> bytes:
+        if isinstance(event, Queued):
+            return f": queued position={event.position}\n\n".encode()
+        return b": loading\n\n"
+
+    def heartbeat(self) -> bytes:
+        return b": waiting\n\n"
+
+
 class EngineStream:
-    """ASGI response streaming one generation through a ``StreamEncoder``."""
+    """ASGI response streaming one generation through a ``StreamEncoder``.
+
+    ``headers``: extra response headers, read when they go out (a value may still change until then).
+    """
 
     def __init__(self, events: AsyncIterator[EngineEvent], encoder: StreamEncoder, protocol: WireProtocol,
-                 record: RequestRecord, *, commit_after: float = 1.0, heartbeat: float = 10.0) -> None:
+                 record: RequestRecord, *, commit_after: float = 1.0, heartbeat: float = 10.0,
+                 headers: Mapping[str, str] | None = None) -> None:
         self.events = events
+        self.headers: Mapping[str, str] = headers if headers is not None else {}
         self.encoder = encoder
         self.protocol = protocol
         self.record = record
@@ -132,7 +152,8 @@ class EngineStream:
     async def _commit(self, send: Send) -> None:
         self.committed = True
         headers = [(b"content-type", self.encoder.media_type.encode()), (b"cache-control", b"no-cache"),
-                   (b"x-accel-buffering", b"no")]
+                   (b"x-accel-buffering", b"no"),
+                   *((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in self.headers.items())]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
 
     async def _run(self, scope: Scope, receive: Receive, send: Send) -> None:

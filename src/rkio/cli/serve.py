@@ -44,7 +44,8 @@ FLAGS: tuple[tuple[str, str, str, str], ...] = (
     ("--max-queue", "max_queue", "N", "waiting requests before 429 (default 64)"),
     ("--queue-timeout", "queue_timeout", "DUR", "longest wait in the queue (default 5m)"),
     ("--keep-alive", "keep_alive", "DUR", "idle time before a model unloads; -1 = never (default 5m)"),
-    ("--api-key", "api_key", "KEY", "require Authorization: Bearer KEY on every endpoint but /health"),
+    ("--api-key", "api_key", "KEY",
+     "require Authorization: Bearer KEY (or x-api-key: KEY) on every endpoint but /health"),
     ("--npu-lanes", "npu_lanes", "N", "concurrent generations (default 1)"),
     ("--load-timeout", "load_timeout", "DUR", "a load without progress for this long fails (default 2m)"),
     ("--first-token-timeout", "first_token_timeout", "DUR", "prefill watchdog (default 2m)"),
@@ -56,6 +57,14 @@ FLAGS: tuple[tuple[str, str, str, str], ...] = (
     ("--max-body-bytes", "max_body_bytes", "SIZE", "largest request body (default 8MiB)"),
     ("--default-model", "default_model", "NAME", "model for OpenAI requests that name none"),
     ("--log-level", "log_level", "LEVEL", "debug, info, warning or error (default info)"),
+    ("--rpc-unix", "rpc_unix", "PATH", "JSON-RPC Unix socket (default <state dir>/rpc.sock; off to disable)"),
+    ("--rpc-tcp", "rpc_tcp", "HOST:PORT", "also serve JSON-RPC on TCP (newline-delimited)"),
+    ("--rpc-udp", "rpc_udp", "HOST:PORT", "also serve JSON-RPC on UDP (one message per datagram)"),
+    ("--rpc-lease-ttl", "rpc_lease_ttl", "DUR", "idle expiry of HTTP/UDP handle ids (default 10m)"),
+    ("--rpc-stream-ttl", "rpc_stream_ttl", "DUR", "expiry of an undrained HTTP pull stream (default 60s)"),
+    ("--rpc-stream-default", "rpc_stream_default", "push|callbacks",
+     "how rkllm.run streams without a stream param (callbacks: stand in for nano)"),
+    ("--rpc-max-frame", "rpc_max_frame", "SIZE", "largest JSON-RPC message (default 16MiB)"),
     ("--npu-lock", "npu_lock", "FILE", "the machine-wide lock that makes this the board's only engine "
                                        "(default /run/lock/rkio-npu.lock, see the docs)"),
 )
@@ -68,7 +77,8 @@ def register(subparsers: Any) -> None:
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, metavar="FILE", help="TOML settings file (also $RKIO_CONFIG)")
     for flag, dest, metavar, text in FLAGS:
-        choices = ("auto", "rkllm", "llamacpp") if dest == "runtime" else None
+        choices = {"runtime": ("auto", "rkllm", "llamacpp"),
+                   "rpc_stream_default": ("push", "callbacks")}.get(dest)
         parser.add_argument(flag, dest=dest, metavar=metavar, help=text, choices=choices)
     parser.set_defaults(func=run)
 
@@ -112,7 +122,7 @@ def serve(settings: Settings) -> int:
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, log_config=None, access_log=False,
         log_level=settings.log_level.lower(), lifespan="on",
-        timeout_graceful_shutdown=max(1, round(settings.stop_grace)),
+        timeout_graceful_shutdown=max(1, round(settings.stop_grace)), ws_max_size=settings.rpc_max_frame,
         loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
         http="httptools" if importlib.util.find_spec("httptools") else "h11")
     server = QuietExitServer(config)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from rkio.engine import leases, planner
+from rkio.engine import leases, planner, sampling_groups
 from rkio.engine.effects import GrantResult
 from rkio.engine.ledger import ModelEntry, Running, Waiter
 from rkio.engine.types import Loading, Queued
@@ -73,6 +73,10 @@ def _grant(s: Scheduler, now: float) -> bool:
             continue
         queue = s.queues[model]
         while (waiter := s.kv.grantable(model, queue)) is not None:
+            if model not in s.kv.owners:  # no lease owns the KV: sampling groups may pick (FIFO + overtakes)
+                waiter = sampling_groups.grantable(queue, entry)
+                if waiter is None:
+                    break
             if waiter.kind != "generate" or waiter.need_ctx > entry.ctx:
                 break
             if entry.npu and s.lanes_used >= s.config.npu_lanes:
@@ -83,6 +87,7 @@ def _grant(s: Scheduler, now: float) -> bool:
                 # the runner died before we heard (RunnerDied is on its way): the waiter keeps its place
                 entry.state, entry.stop_reason = "stopping", "crashed"
                 break
+            sampling_groups.granted(queue, waiter)  # before the drop: the head may be the one overtaken
             s.drop(waiter)
             if result is GrantResult.CLIENT_GONE:
                 continue  # the client left between queueing and now: it ended itself
@@ -114,6 +119,9 @@ def _stop_idle(s: Scheduler, now: float) -> bool:
                 continue
             s.counters["reinits"] += 1
             reason = "reinit"
+        elif sampling_groups.reinit_for(s.queues.get(entry.name, ()), entry) is not None:
+            s.counters["sampling_reinits"] += 1
+            reason = "reinit (sampling)"
         elif (expiry := s._expiry(entry)) is not None and expiry <= now:
             s.counters["expirations"] += 1
             reason = "expired"
@@ -168,8 +176,9 @@ def _start_load(s: Scheduler, now: float) -> None:
     for seq, model in candidates:
         queue = s.queues[model]
         # a lease's load parameters (LoadOverrides) win, also across a re-init for a larger context:
-        # the other requests do not ask for any
-        spec = next((w.spec for w in queue if w.open_lease), s.lease_specs.get(model, queue[0].spec))
+        # the other requests do not ask for any; else the first sampling wish (sampling = "reinit")
+        spec = next((w.spec for w in queue if w.open_lease), s.lease_specs.get(model)) \
+            or sampling_groups.load_spec(queue)
         ctx = max(w.need_ctx for w in queue)
         nbytes, learned = s.footprint(spec, ctx)
         need = planner.Need(model, nbytes, spec.runtime == "rkllm", spec.base_domain_id)

@@ -16,6 +16,7 @@ from rkio.engine import calls, leases, meminfo, session
 from rkio.engine.events import Cancel, CloseLease, Request, Shutdown, Unload
 from rkio.engine.footprints import FootprintStore
 from rkio.engine.planner import derive_budget
+from rkio.engine.run_plan import RunPlan, plan_generation
 from rkio.engine.status import snapshot
 from rkio.engine.supervisor import Finished, RunnerFactory, Supervisor
 from rkio.engine.types import (
@@ -158,6 +159,13 @@ class ModelEngine:
         async with contextlib.aclosing(session.generate(self._supervisor(), spec, request)) as events:
             async for event in events:
                 yield event
+
+    def plan(self, request: GenerationRequest) -> RunPlan:
+        """What ``request`` will get (whose sampling, what is left out), known before it runs."""
+        spec = self.model(request.model)
+        entry = self._sup.scheduler.models.get(spec.name) if self._sup is not None else None
+        return plan_generation(spec, session.runner_generation(spec, request),
+                               entry.features if entry is not None else frozenset())
 
     async def _call(self, make: Callable[[int], Any]) -> None:
         """Post a request and wait for its ``Finished``; a caller that gives up withdraws it (``Cancel``)."""

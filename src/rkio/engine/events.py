@@ -10,6 +10,7 @@ from typing import Literal
 
 from rkio.engine.types import ModelSpec, RunnerExit, RunnerMemory
 from rkio.errors import RkioError
+from rkio.runtime.base import Sampling
 
 RequestKind = Literal["generate", "load"]
 Outcome = Literal["ok", "error", "cancelled", "crashed", "killed"]
@@ -34,6 +35,7 @@ class Request:
     lease: str | None = None
     open_lease: bool = False
     keep_history: bool | None = None  # a lease's run: True keeps its KV (exclusive), False releases it
+    sampling: Sampling | None = None  # serve from a model loaded with this sampling (sampling = "reinit")
 
 
 @dataclass(frozen=True, slots=True)

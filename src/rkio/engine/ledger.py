@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from rkio.engine.events import RequestKind
 from rkio.engine.planner import ResidentState
 from rkio.engine.types import ModelSpec, RunnerMemory
-from rkio.runtime.base import LoadParams
+from rkio.runtime.base import LoadParams, Sampling
 from rkio.units import MiB
 
 FootprintFn = Callable[[ModelSpec, int], tuple[int, bool]]
@@ -40,6 +40,8 @@ class Waiter:
     position: int = -1  # last Queued position told to the client
     told_loading: bool = False
     keep_history: bool | None = None
+    sampling: Sampling | None = None  # a sampling re-init wish (rkio.engine.sampling_groups)
+    overtaken: int = 0  # grants to waiters behind this head that fit the loaded sampling
 
     @property
     def model(self) -> str:

@@ -104,6 +104,9 @@ LOAD_KEYS: dict[str, Callable[[Any], Any]] = {
     "max_context_len": _int(1, 1 << 20), "max_new_tokens": _int(1, 1 << 20), "n_keep": _int(-1),
     "embed_flash": _bool, "n_batch": _int(1, 64), "n_threads": _int(0, 1024), "cpus": _cpus,
 }
+# ``sampling = "reinit"`` (or ``policy`` in [sampling]): what applies when the runtime has no per-run
+# sampling: the loaded sampling (default), or a re-init of the idle model for the request's sampling
+SAMPLING_POLICIES = ("loaded", "reinit")
 SPEC_KEYS: dict[str, Callable[[Any], Any]] = {
     "system_prompt": _str, "chat_template": _str, "keep_alive": _duration, "pinned": _bool,
     "base_domain_id": _int(0, MAX_DOMAIN), "abi": _str,
@@ -128,8 +131,15 @@ def parse_config(text: str, where: Path, models_dir: Path) -> ModelConfig:
         raise ModelConfigError(f"{where}: not valid TOML: {exc}") from exc
     config = ModelConfig()
     sampling_table = data.pop("sampling", {})
+    if isinstance(sampling_table, str):  # ``sampling = "reinit"``: the policy, not the parameters
+        sampling_table = {"policy": sampling_table}
     if not isinstance(sampling_table, dict):
-        raise ModelConfigError(f"{where}: sampling: expected a table")
+        raise ModelConfigError(f"{where}: sampling: expected a table or \"loaded\" / \"reinit\"")
+    if "policy" in sampling_table:
+        policy = sampling_table.pop("policy")
+        if policy not in SAMPLING_POLICIES:
+            raise ModelConfigError(f"{where}: sampling: expected \"loaded\" or \"reinit\", got {policy!r}")
+        config.spec["sampling_policy"] = policy
     for key, value in sampling_table.items():
         if key in data:
             raise ModelConfigError(f"{where}: {key}: given both at the top level and in [sampling]")

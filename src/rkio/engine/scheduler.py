@@ -61,7 +61,7 @@ from rkio.errors import (
 
 COUNTERS = ("requests", "granted", "completed", "failed", "cancelled", "rejected_busy", "queue_timeouts",
             "loads", "load_failures", "evictions", "expirations", "unloads", "reinits", "crashes", "stalls",
-            "quarantines", "insufficient_memory", "kills")
+            "quarantines", "insufficient_memory", "kills", "sampling_reinits")
 
 
 class Scheduler:
@@ -145,7 +145,7 @@ class Scheduler:
             return self.effects.finish(rid, Busy(full, retry_after=self._retry_after()))
         waiter = Waiter(rid, spec, ev.kind, _need_ctx(spec, ev.num_ctx), ev.keep_alive, now,
                         now + self.config.queue_timeout, next(self._seq), ev.lease, ev.open_lease,
-                        keep_history=ev.keep_history)
+                        keep_history=ev.keep_history, sampling=ev.sampling)
         self.waiters[rid] = waiter
         self.queues.setdefault(spec.name, deque()).append(waiter)
 

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from rkio.engine.events import Cancel, GenerationDone, Outcome, Request, TokenStall
 from rkio.engine.mailbox import Finished, Grant, Mailbox
+from rkio.engine.run_plan import plan_generation
 from rkio.engine.supervisor import Supervisor
 from rkio.engine.types import (
     ChatMessage,
@@ -36,12 +37,13 @@ def runner_generation(spec: ModelSpec, request: GenerationRequest) -> RunnerGene
 
     A completion prompt is wrapped as one user message unless ``raw``. Per-request sampling is passed
     on; the runner applies it only where the runtime supports per-run sampling and otherwise keeps the
-    sampling the model was loaded with (changing it would need a re-init for every request).
+    sampling the model was loaded with (``rkio.engine.run_plan`` says which, and ``sampling = "reinit"``
+    models are loaded with the request's sampling instead).
     A ``runtime_input`` (the JSON-RPC IO API's raw rkllm input) is sent as it is.
     """
     if request.runtime_input is not None:
         return RunnerGeneration(params=request.runtime_input, stop=request.stop,
-                                handle_state=request.handle_state)
+                                handle_state=request.handle_state, exact=True)
     prompt: str | None = None
     messages = request.messages
     if messages is None:
@@ -54,7 +56,8 @@ def runner_generation(spec: ModelSpec, request: GenerationRequest) -> RunnerGene
     elif not messages:
         raise InvalidRequest("messages must not be empty")
     params = GenerateParams(prompt=prompt, enable_thinking=request.enable_thinking,
-                            sampling=request.sampling, max_new_tokens=request.max_tokens)
+                            sampling=request.sampling, max_new_tokens=request.max_tokens,
+                            json_schema=request.json_schema)
     return RunnerGeneration(params=params, messages=messages, tools=request.tools, stop=request.stop,
                             system_prompt=None if request.raw else spec.system_prompt,
                             handle_state=request.handle_state)
@@ -72,11 +75,15 @@ async def generate(
 ) -> AsyncGenerator[EngineEvent, None]:
     """Queue ``request``, wait for its grant, stream the runner's chunks, end with ``Done``."""
     gen = runner_generation(spec, request)
+    # sampling = "reinit" models without per-run sampling are served loaded with the request's sampling
+    entry = sup.scheduler.models.get(spec.name)
+    plan = plan_generation(spec, gen, entry.features if entry is not None else frozenset())
+    wish = gen.params.sampling if plan.reinit else None
     rid, box = sup.open_mailbox()
     clock = sup.clock
     arrived = clock()
     sup.post(Request(rid, spec, "generate", request.num_ctx, request.keep_alive, request.lease,
-                     keep_history=kv_effect(request)))
+                     keep_history=kv_effect(request), sampling=wish))
     grant: Grant | None = None
     ended = False  # the scheduler already knows this request is over (finished or GenerationDone posted)
     stream: AsyncGenerator[Any, None] | None = None
@@ -161,4 +168,5 @@ def _done(result: RunnerDone, arrived: float, grant: Grant, first_at: float | No
         generate_s=perf.generate_ms / 1000 if perf else None,
     )
     finish: Literal["stop", "length"] = "length" if result.finish == "length" else "stop"
-    return Done(finish, Usage(result.prompt_tokens, result.completion_tokens), timings, perf, result.outputs)
+    return Done(finish, Usage(result.prompt_tokens, result.completion_tokens), timings, perf, result.outputs,
+                result.stop_sequence)

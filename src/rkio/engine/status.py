@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rkio.engine.domains import span
+from rkio.engine.run_plan import per_request_sampling
 from rkio.engine.scheduler import Scheduler
 from rkio.engine.types import Cooldown, EngineStatus, LoadedModel
 
@@ -18,7 +19,10 @@ def snapshot(s: Scheduler, now: float, wall_offset: float) -> EngineStatus:
             domains=domains, max_context_len=e.ctx, loaded_at=e.loaded_at + wall_offset,
             last_used=e.last_used + wall_offset,
             expires_at=None if expiry is None else expiry + wall_offset,
-            queue_length=len(s.queues.get(e.name, ())), pinned=e.spec.pinned, leases=s._leases_on(e.name)))
+            queue_length=len(s.queues.get(e.name, ())), pinned=e.spec.pinned, leases=s._leases_on(e.name),
+            sampling=(e.load or e.spec.load).sampling,
+            per_request_sampling=per_request_sampling(e.spec, e.features or None),
+            sampling_policy=e.spec.sampling_policy))
     used = sum(e.bytes for e in s.models.values())
     cooldowns = tuple(
         Cooldown(model, r.until + wall_offset, r.reason, r.failures)

@@ -18,7 +18,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncGenerator, Callable, Coroutine
-from typing import Any, Protocol
+from typing import Any
 
 from rkio.config import Settings
 from rkio.engine import meminfo
@@ -26,72 +26,25 @@ from rkio.engine.effects import GrantResult
 from rkio.engine.events import (
     Event,
     GenerationDone,
-    LoadDone,
-    LoadFailed,
     Outcome,
-    RunnerDied,
-    RunnerExited,
-    RunnerKilled,
     Tick,
     TokenStall,
 )
 from rkio.engine.footprints import FootprintStore
 from rkio.engine.ledger import SchedulerConfig
 from rkio.engine.mailbox import Finished, Grant, Mailbox, Mailboxes
+from rkio.engine.runners import Runner, RunnerFactory, RunnerPool
 from rkio.engine.scheduler import Scheduler
 from rkio.engine.types import (
     EngineEvent,
     ModelSpec,
-    RunnerDone,
-    RunnerExit,
-    RunnerGeneration,
-    RunnerMemory,
-    TokenChunk,
 )
-from rkio.errors import InternalError, RkioError, RunnerCrashed, ShuttingDown
-from rkio.errors import LoadFailed as LoadFailedError
+from rkio.errors import InternalError, RkioError
 from rkio.runtime.base import LoadParams
 
-__all__ = ["Finished", "Grant", "Mailbox", "Runner", "RunnerFactory", "Supervisor"]
+__all__ = ["Finished", "Grant", "Mailbox", "Runner", "RunnerFactory", "Supervisor"]  # the shell's names
 
 log = logging.getLogger(__name__)
-
-
-class Runner(Protocol):
-    """What the engine needs of a runner (``rkio.engine.runner.RunnerProcess`` implements it)."""
-
-    pid: int
-    runtime_name: str  # Runtime.name, e.g. "rkllm-1.2.1"
-    features: frozenset[str]  # the runtime's Feature values
-
-    @property
-    def alive(self) -> bool:
-        """False from the moment the runner's frame pipe closed (it died, or exited)."""
-        ...
-
-    def when_dead(self, callback: Callable[[], None]) -> None:
-        """Call ``callback`` once the runner's frame pipe closes (soon, if it already has)."""
-        ...
-
-    def memory(self) -> RunnerMemory | None: ...
-    def generate(self, gen: RunnerGeneration) -> AsyncGenerator[TokenChunk | RunnerDone, None]:
-        """Closing the generator (``aclose``) aborts the generation and returns once the runtime stopped."""
-        ...
-    async def call(self, op: str, args: dict[str, Any], owner: str) -> object:
-        """A runtime call on the idle handle (``rkio.engine.calls``)."""
-        ...
-    async def abort(self, timeout: float) -> bool:  # noqa: ASYNC109 (pinned runner interface)
-        """Abort what runs; True once the runtime is idle (at once if it was), False after ``timeout``."""
-        ...
-    async def stop(self, grace: float) -> RunnerExit: ...
-    def kill(self) -> None: ...
-    async def wait(self) -> RunnerExit: ...
-
-
-class RunnerFactory(Protocol):
-    """Starts a runner and loads the model in it, e.g. ``RunnerProcess.start``."""
-
-    async def __call__(self, spec: ModelSpec, load: LoadParams, *, load_timeout: float = ...) -> Runner: ...
 
 
 def scheduler_config(settings: Settings, budget: int) -> SchedulerConfig:
@@ -119,10 +72,7 @@ class Supervisor:
         self._mem_probe = mem_probe
         self._events: asyncio.Queue[Event | _Recovered | None] = asyncio.Queue()
         self.mailboxes = Mailboxes()
-        self._runners: dict[str, tuple[int, Runner]] = {}
-        self._keys: dict[int, tuple[str, int]] = {}  # id(runner) -> (model, incarnation)
-        self._loads: dict[str, asyncio.Task[None]] = {}
-        self._mem_before: dict[tuple[str, int], tuple[int | None, int]] = {}
+        self.runners = RunnerPool(settings, runner_factory, self.post, self._spawn, mem_probe)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._watchers: list[asyncio.Future[None]] = []
@@ -176,13 +126,13 @@ class Supervisor:
             self._timer = None
         self.mailboxes.fail_all(lambda: InternalError(
             "internal error in the scheduler (the server log has the details); please retry"))
-        loads = list(self._loads.values())
-        self.cancel_loads()
+        loads = self.runners.loads()
+        self.runners.cancel_loads()
         self._spawn(self._recover(loads))
 
     async def _recover(self, loads: list[asyncio.Task[None]]) -> None:
         await asyncio.gather(*loads, return_exceptions=True)  # a cancelled load kills its own runner
-        await self.reap_all(self.settings.stop_grace)
+        await self.runners.reap_all(self.settings.stop_grace)
         self._events.put_nowait(_Recovered())
 
     def _restart(self) -> None:
@@ -258,83 +208,17 @@ class Supervisor:
             stopped = False
         if not stopped and runner.alive:
             outcome = "killed"
-            await self._kill(runner, f"the runtime did not stop within {grace:g} s of an abort")
+            await self.runners.kill(runner, f"the runtime did not stop within {grace:g} s of an abort")
         self.post(GenerationDone(request_id, outcome))
 
-    async def _kill(self, runner: Runner, reason: str) -> None:
-        """Kill a runner ourselves, say so first, and return once it is dead (the NPU is free)."""
-        key = self._keys.get(id(runner))
-        log.warning("killing runner %s: %s", runner.pid, reason)
-        if key is not None:
-            self.post(RunnerKilled(key[0], key[1], reason))
-        runner.kill()
-        try:
-            await asyncio.wait_for(runner.wait(), self.settings.stop_grace)
-        except TimeoutError:
-            log.error("runner %s survived SIGKILL for %.1f s", runner.pid, self.settings.stop_grace)
-
     # ------------------------------------------------------------------------------------ effects
-
-    def start_load(self, model: str, incarnation: int, spec: ModelSpec, load: LoadParams) -> None:
-        log.info("loading %s (context %d, domain %d)", model, load.max_context_len, load.base_domain_id)
-        self._loads[model] = self._spawn(self._load(model, incarnation, spec, load))
-
-    async def _load(self, model: str, incarnation: int, spec: ModelSpec, load: LoadParams) -> None:
-        try:
-            runner = await self._factory(spec, load, load_timeout=self.settings.load_timeout)
-        except asyncio.CancelledError:
-            self.post(LoadFailed(model, incarnation, ShuttingDown("load cancelled by shutdown"), False))
-            raise
-        except RkioError as exc:
-            self.post(LoadFailed(model, incarnation, exc, isinstance(exc, RunnerCrashed)))
-        except Exception as exc:
-            log.exception("starting a runner for %s failed", model)
-            self.post(LoadFailed(model, incarnation, LoadFailedError(f"{model}: {exc}"), False))
-        else:
-            self._runners[model] = (incarnation, runner)
-            self._keys[id(runner)] = (model, incarnation)
-            self._spawn(self._reap(model, incarnation, runner))
-            self.post(LoadDone(model, incarnation, runner.pid, runner.memory(), runner.features))
-            runner.when_dead(lambda: self.post(RunnerDied(model, incarnation)))
-        finally:
-            self._loads.pop(model, None)
-
-    async def _reap(self, model: str, incarnation: int, runner: Runner) -> None:
-        exit_ = await runner.wait()
-        before, expected = self._mem_before.pop((model, incarnation), (None, 0))
-        if not await meminfo.wait_for_release(self._mem_probe, before, expected):
-            log.warning("memory of %s's runner did not come back within %.0f s", model,
-                        meminfo.RECOVERY_CAP_S)
-        if self._runners.get(model, (0, None))[0] == incarnation:
-            del self._runners[model]
-        self._keys.pop(id(runner), None)
-        self.post(RunnerExited(model, incarnation, exit_))
-
-    def stop_runner(self, model: str, incarnation: int, reason: str) -> None:
-        inc, runner = self._runners.get(model, (0, None))
-        if runner is None or inc != incarnation:
-            return
-        memory = runner.memory()
-        if reason != "shutdown":  # no next load to protect: shutdown need not wait for the memory
-            # NPU buffers may be outside RSS: what the load took from the machine is what must come back
-            taken = max(memory.rss_bytes, memory.available_drop_bytes or 0) if memory else None
-            self._mem_before[(model, incarnation)] = (self._mem_probe(), meminfo.expected_release(taken))
-        log.info("stopping %s (%s)", model, reason)
-        self._spawn(self._stop(runner))
-
-    async def _stop(self, runner: Runner) -> None:
-        try:
-            await runner.stop(self.settings.stop_grace)
-        except Exception:
-            log.exception("stopping runner %s failed; killing it", runner.pid)
-            runner.kill()
 
     def grant(self, request_id: int, model: str, incarnation: int, load_s: float | None) -> GrantResult:
         box = self.mailboxes.get(request_id)
         if box is None or box.closed:
             return GrantResult.CLIENT_GONE
-        inc, runner = self._runners.get(model, (0, None))
-        if runner is None or inc != incarnation or not runner.alive:
+        runner = self.runners.live(model, incarnation)
+        if runner is None:
             return GrantResult.RUNNER_GONE
         box.runner = runner
         box.items.put_nowait(Grant(runner, load_s, self.clock()))
@@ -356,7 +240,7 @@ class Supervisor:
             log.exception("aborting runner %s failed", runner.pid)
             stopped = False
         if not stopped and runner.alive:
-            await self._kill(runner, f"the runtime did not stop within {grace:g} s of an abort")
+            await self.runners.kill(runner, f"the runtime did not stop within {grace:g} s of an abort")
 
     def notify(self, request_id: int, event: EngineEvent) -> None:
         self.mailboxes.post(request_id, event)
@@ -366,29 +250,21 @@ class Supervisor:
 
     # ------------------------------------------------------------------------------------ shutdown
 
+    def start_load(self, model: str, incarnation: int, spec: ModelSpec, load: LoadParams) -> None:
+        self.runners.start_load(model, incarnation, spec, load)
+
+    def stop_runner(self, model: str, incarnation: int, reason: str) -> None:
+        self.runners.stop_runner(model, incarnation, reason)
+
     def cancel_loads(self) -> None:
-        for task in list(self._loads.values()):
-            task.cancel()
+        self.runners.cancel_loads()
 
     def runner_of(self, model: str) -> Runner | None:
         """The loaded runner of ``model``, if any (for lease information)."""
-        return self._runners.get(model, (0, None))[1]
-
-    def kill_all(self) -> None:
-        for _, runner in list(self._runners.values()):
-            runner.kill()
+        return self.runners.runner_of(model)
 
     async def reap_all(self, timeout: float) -> None:  # noqa: ASYNC109 (a bound, not a deadline API)
-        """Kill every runner and wait (up to ``timeout``) until each has been reaped."""
-        runners = [runner for _, runner in self._runners.values()]
-        for runner in runners:
-            runner.kill()
-        if runners:
-            waits = asyncio.gather(*(runner.wait() for runner in runners), return_exceptions=True)
-            try:
-                await asyncio.wait_for(waits, timeout)
-            except TimeoutError:
-                log.error("%d runner(s) not reaped %.1f s after SIGKILL", len(runners), timeout)
+        await self.runners.reap_all(timeout)
 
     async def drain_tasks(self) -> None:
         """Cancel the shell's own tasks (reaps, stops, aborts) and wait for them to end."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from rkio.runtime.base import (
     ChatMessage,
@@ -21,6 +21,9 @@ from rkio.runtime.base import (
     RuntimeKind,
     Sampling,
 )
+
+if TYPE_CHECKING:
+    from rkio.engine.run_plan import RunPlan
 
 __all__ = ["ChatMessage", "RuntimeKind"]  # defined in the runtime layer, re-exported for the engine's callers
 
@@ -46,6 +49,9 @@ class ModelSpec:
     abi: str | None = None  # rkllm ABI override for this model ("1.2.1", ...)
     lora_adapters: tuple[tuple[str, str, float], ...] = ()  # (name, path, scale)
     max_context_limit: int | None = None  # when known from the file (GGUF n_ctx_train)
+    # model.toml ``sampling = "reinit"``: where the runtime has no per-run sampling, re-init the idle model
+    # for a request's sampling instead of running it with the loaded one (rkio.engine.sampling_groups)
+    sampling_policy: Literal["loaded", "reinit"] = "loaded"
 
 
 # ---------------------------------------------------------------------------------------------- requests
@@ -70,6 +76,7 @@ class GenerationRequest:
     request_id: str = ""
     runtime_input: GenerateParams | None = None  # a raw rkllm input, sent as is (no chat rendering)
     handle_state: HandleState | None = None  # the lease's handle state to apply before this run
+    json_schema: str | None = None  # JSON text of a schema to enforce while decoding where the runtime can
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +201,7 @@ class Done:
     timings: Timings
     perf: Perf | None = None
     outputs: RunOutputs | None = None  # hidden states / logits of a run in that mode
+    stop_sequence: str | None = None  # the stop string (request's or chat template's) that ended the reply
 
 
 EngineEvent = Queued | Loading | TokenChunk | Done
@@ -219,6 +227,11 @@ class LoadedModel:
     queue_length: int
     pinned: bool
     leases: int
+    # what a request's sampling gets on this model: the sampling it was loaded with, whether the runtime
+    # takes sampling per run (None: unknown), and model.toml's policy when it does not ("loaded"/"reinit")
+    sampling: Sampling | None = None
+    per_request_sampling: bool | None = None
+    sampling_policy: str = "loaded"
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,6 +261,10 @@ class Engine(Protocol):
 
     def generate(self, request: GenerationRequest) -> AsyncIterator[EngineEvent]:
         """Queue, load if needed, run. Raises RkioError subclasses; closing the iterator cancels."""
+        ...
+
+    def plan(self, request: GenerationRequest) -> RunPlan:
+        """What ``request`` will get from its runtime (``rkio.engine.run_plan``); raises like generate."""
         ...
 
     async def load(self, model: str, keep_alive: float | None = None) -> None: ...
@@ -327,6 +344,7 @@ class RunnerDone:
     perf: Perf | None
     memory: RunnerMemory | None
     outputs: RunOutputs | None = None
+    stop_sequence: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,3 +357,6 @@ class RunnerGeneration:
     stop: tuple[str, ...] = ()
     system_prompt: str | None = None
     handle_state: HandleState | None = None  # applied by the runner before the run
+    # run ``params`` as given (the IO API's raw runtime input): what the runtime lacks is refused with
+    # Unsupported, not left out as for the HTTP APIs (rkio.runtime.fit)
+    exact: bool = False

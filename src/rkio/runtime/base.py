@@ -20,6 +20,10 @@ if TYPE_CHECKING:
 
 RuntimeKind = Literal["rkllm", "llamacpp"]
 
+CONSTRAINED_DECODING: frozenset[RuntimeKind] = frozenset({"llamacpp"})
+"""Backends that enforce ``GenerateParams.json_schema`` while decoding (``Feature.JSON_SCHEMA``); rkllm has no
+constrained decoding in any ABI generation, so callers validate its output instead."""
+
 
 @dataclass(frozen=True, slots=True)
 class ChatMessage:
@@ -44,6 +48,7 @@ class Feature(StrEnum):
     KEEP_HISTORY = "keep_history"
     PER_RUN_SAMPLING = "per-request sampling"
     PER_RUN_MAX_NEW_TOKENS = "per-request max_new_tokens"
+    SAMPLING_SEED = "sampling seed"
     PERF_STATS = "performance statistics"
     LORA = "LoRA adapters"
     PROMPT_CACHE = "prompt cache"
@@ -62,6 +67,7 @@ class Feature(StrEnum):
     MULTI_INSTANCE = "several handles in one process"
     LAST_HIDDEN_LAYER = "last hidden layer output"
     LOGITS = "logits output"
+    JSON_SCHEMA = "JSON schema enforced during decoding"
 
 
 class CallState(Enum):
@@ -193,6 +199,7 @@ class GenerateParams:
     sampling: Sampling | None = None  # per-run override (Feature.PER_RUN_SAMPLING)
     max_new_tokens: int | None = None  # per-run override (Feature.PER_RUN_MAX_NEW_TOKENS)
     mode: InferMode = "generate"  # hidden: Feature.LAST_HIDDEN_LAYER, logits: Feature.LOGITS
+    json_schema: str | None = None  # JSON text of a schema the output must match (Feature.JSON_SCHEMA)
 
 
 @dataclass(frozen=True, slots=True)

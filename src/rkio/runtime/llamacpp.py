@@ -8,9 +8,11 @@ within one decode step.
 from __future__ import annotations
 
 import gc
+import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from rkio.errors import ContextLengthExceeded, InvalidRequest, LoadFailed, RuntimeFailure, Unsupported
@@ -41,11 +43,13 @@ FEATURES = frozenset({
     Feature.ENABLE_THINKING,  # realised by the chat template the runner renders with
     Feature.PER_RUN_SAMPLING,
     Feature.PER_RUN_MAX_NEW_TOKENS,
+    Feature.SAMPLING_SEED,
     Feature.PERF_STATS,
     Feature.CLEAR_KV_CACHE,
     Feature.KV_CACHE_SIZE,
     Feature.IGNORE_EOS,
     Feature.MULTI_INSTANCE,
+    Feature.JSON_SCHEMA,  # a GBNF grammar built from the schema by llama-cpp-python constrains sampling
 })
 
 _RANDOM_SEED = 0xFFFFFFFF  # LLAMA_DEFAULT_SEED: llama.cpp picks a random seed
@@ -54,6 +58,15 @@ _RANDOM_SEED = 0xFFFFFFFF  # LLAMA_DEFAULT_SEED: llama.cpp picks a random seed
 PREFILL_SLICE_S = 0.5
 PREFILL_CHUNK = (8, 512)  # bounds on tokens per chunk; the first chunk has 32
 
+_log = logging.getLogger(__name__)
+# llama.cpp's AMX matrix kernels (used for the weights it repacks into "extra" buffers on CPUs with
+# AMX_INT8, e.g. Xeon Sapphire Rapids) are broken: llama-cpp-python 0.3.36 segfaults in
+# ggml_backend_amx_mul_mat on the first prompt of more than a few tokens, and 0.3.16 computes wrong
+# logits (its tile unpacking reads the wrong block). Same model, same prompts, the plain CPU path answers
+# correctly. So where the build has AMX, models load without extra buffer types.
+_AMX_FLAG = b"AMX_INT8 = 1"
+_construction = threading.Lock()  # the model-params patch below is process-wide while it is in place
+
 
 def _llama_cpp() -> Any:
     try:
@@ -61,6 +74,42 @@ def _llama_cpp() -> Any:
     except ImportError as exc:
         raise LoadFailed("the CPU runtime needs llama-cpp-python: pip install 'rkio[cpu]'") from exc
     return llama_cpp
+
+
+def _has_amx(llama_cpp: Any) -> bool:
+    """Whether this llama.cpp build uses AMX kernels on this CPU (its system info says so)."""
+    return _AMX_FLAG in bytes(llama_cpp.llama_print_system_info() or b"")
+
+
+@contextmanager
+def _construct_without_extra_buffers(llama_cpp: Any) -> Iterator[None]:
+    """While in place, every ``Llama`` built gets model params with ``use_extra_bufts`` off.
+
+    ``Llama`` takes no argument for it and builds its params from ``llama_model_default_params`` inside
+    ``__init__``, so the default is wrapped for the duration of one construction.
+    """
+    bindings = llama_cpp.llama_cpp
+    original = bindings.llama_model_default_params
+
+    def without_extra_buffers() -> Any:
+        params = original()
+        params.use_extra_bufts = False
+        return params
+
+    with _construction:
+        bindings.llama_model_default_params = without_extra_buffers
+        try:
+            yield
+        finally:
+            bindings.llama_model_default_params = original
+
+
+def _construction_guard(llama_cpp: Any) -> Any:
+    if not _has_amx(llama_cpp):
+        return _construction
+    _log.warning("llama.cpp uses AMX on this CPU; loading without its extra (AMX/repacked) buffers, "
+                 "whose kernels crash or compute wrong results")
+    return _construct_without_extra_buffers(llama_cpp)
 
 
 def _version() -> str:
@@ -85,6 +134,7 @@ class LlamaCppRuntime:
         self._stop_ids: frozenset[int] = frozenset()
         self._template: ChatTemplate | None = None
         self._is_eog: Any = None
+        self._grammars: dict[str, Any] = {}  # schema text -> LlamaGrammar (converting costs milliseconds)
 
     # ------------------------------------------------------------------------------------- lifecycle
 
@@ -95,13 +145,14 @@ class LlamaCppRuntime:
         llama_cpp = _llama_cpp()
         seed = params.sampling.seed
         try:
-            self._llama = llama_cpp.Llama(
-                model_path=params.model_path,
-                n_ctx=params.max_context_len,
-                n_threads=params.n_threads or None,
-                seed=_RANDOM_SEED if seed is None else seed,
-                verbose=False,
-            )
+            with _construction_guard(llama_cpp):
+                self._llama = llama_cpp.Llama(
+                    model_path=params.model_path,
+                    n_ctx=params.max_context_len,
+                    n_threads=params.n_threads or None,
+                    seed=_RANDOM_SEED if seed is None else seed,
+                    verbose=False,
+                )
         except (ValueError, RuntimeError, OSError) as exc:
             raise LoadFailed(f"llama.cpp could not load {params.model_path}: {exc}") from exc
         self._params = params
@@ -141,19 +192,33 @@ class LlamaCppRuntime:
                 f"the prompt has {len(prompt)} tokens but the context holds {n_ctx}")
         limit = params.max_new_tokens if params.max_new_tokens is not None else load.max_new_tokens
         sampling = params.sampling or load.sampling
+        grammar = self._grammar(params.json_schema) if params.json_schema is not None else None
         llama.set_seed(_RANDOM_SEED if sampling.seed is None else sampling.seed)
         self._running = True
         try:
             # Running out of context ends the answer like max_new_tokens does: finish "length".
             return self._run(llama, prompt, min(limit, n_ctx - len(prompt)), sampling, on_token,
-                             load.ignore_eos_token)
+                             load.ignore_eos_token, grammar)
         except RuntimeError as exc:
             raise RuntimeFailure(f"{self.name}: {exc}") from exc
         finally:
             self._running = False
 
+    def _grammar(self, schema: str) -> Any:
+        """The grammar that makes sampling follow ``schema`` (llama-cpp-python's JSON-schema converter)."""
+        grammar = self._grammars.get(schema)
+        if grammar is None:
+            try:
+                grammar = _llama_cpp().LlamaGrammar.from_json_schema(schema, verbose=False)
+            except Exception as exc:  # the converter raises plain Exceptions for schemas it cannot express
+                raise InvalidRequest(f"the JSON schema cannot be enforced by llama.cpp: {exc}") from exc
+            if len(self._grammars) >= 16:
+                self._grammars.pop(next(iter(self._grammars)))
+            self._grammars[schema] = grammar
+        return grammar
+
     def _run(self, llama: Llama, prompt: list[int], budget: int, sampling: Sampling,
-             on_token: TokenSink, ignore_eos: bool) -> GenerationResult:
+             on_token: TokenSink, ignore_eos: bool, grammar: Any = None) -> GenerationResult:
         decoder = Utf8Reassembler()
         finish: FinishReason = "length"
         n_generated = 0
@@ -176,6 +241,7 @@ class LlamaCppRuntime:
             mirostat_mode=sampling.mirostat,
             mirostat_tau=sampling.mirostat_tau,
             mirostat_eta=sampling.mirostat_eta,
+            grammar=grammar,
         )
         try:
             while n_generated < budget:
@@ -225,10 +291,14 @@ class LlamaCppRuntime:
             llama.reset()  # type: ignore[no-untyped-call]
         llama.n_tokens = keep
         start, chunk = keep, 32
+        # The last prompt token is always evaluated on its own, as it is when the rest is cached: llama.cpp's
+        # batched and single-token kernels round differently, and a small model's greedy answer to the same
+        # prompt would otherwise depend on whether it was cached.
+        last = len(prompt) - 1
         while start < len(prompt):
             if self._abort.is_set():
                 return False
-            batch = prompt[start:start + chunk]
+            batch = prompt[start:min(start + chunk, last)] if start < last else prompt[last:]
             began = time.perf_counter()
             llama.eval(batch)
             per_token = max((time.perf_counter() - began) / len(batch), 1e-6)

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import httpx
 
 import simkit
 
@@ -42,3 +47,33 @@ def make_models(models: Path) -> None:
     (models / "sim-echo" / "model.toml").write_text(
         f'chat_template = "{LAST_MESSAGE_TEMPLATE}"\nmax_context_len = 512\n')
     simkit.make_model(models / "sim-slow" / "sim-slow.rkllm", 32 << 20, token_us=20000)
+
+
+def launch(home: Path, sim_lib: Path, flavour: str, *flags: str) -> LiveServer:
+    """``rkio serve`` on the simulator over ``make_models`` under ``home``, returned once it is healthy."""
+    make_models(home / "models")
+    port = free_port()
+    env = {**os.environ, "RKIO_RKLLM_LIB": str(sim_lib), "RKIO_RKLLM_ABI": flavour,
+           "RKIO_HOME": str(home),
+           "RKLLM_SIM_STATE": str(home / "sim-state"), "RKLLM_SIM_TOKEN_US": "0",
+           "RKLLM_SIM_PREFILL_US": "0", "RKLLM_SIM_INIT_MS": "0"}
+    log_path = home / "server.log"
+    cmd = [sys.executable, "-m", "rkio", "serve", "--port", str(port),
+           "--models-dir", str(home / "models"),
+           "--runtime", "rkllm", "--memory-budget", "2GiB", "--stop-grace", "3",
+           "--npu-lock", str(home / "npu.lock"), *flags]  # each server its own simulated board
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    server = LiveServer(f"http://127.0.0.1:{port}", process, log_path)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"rkio serve exited early:\n{server.log()}")
+        try:
+            if httpx.get(server.url + "/health", timeout=1).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    process.kill()
+    process.wait()
+    raise AssertionError(f"rkio serve did not come up:\n{server.log()}")

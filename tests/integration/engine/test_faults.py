@@ -132,8 +132,9 @@ async def test_repeated_crashes_quarantine_the_model(engines: EngineFactory, mod
 
 async def test_hung_runtime_times_out_and_its_runner_is_killed(engines: EngineFactory, models: SimModels,
                                                               sim, monkeypatch) -> None:
-    engine = await healthy_engine(engines, models, token_stall_timeout=0.5, first_token_timeout=0.5,
-                                  abort_grace=0.3)
+    # the deadlines apply to the healthy model too: long enough for a loaded machine, short for the hang
+    engine = await healthy_engine(engines, models, token_stall_timeout=3.0, first_token_timeout=3.0,
+                                  abort_grace=0.5)
     models.add("bad", 64 << 20)
     monkeypatch.setenv("RKLLM_SIM_FAULT", "hang_at_token:2")
     reply = await collect(engine, "bad", BAD)

@@ -159,24 +159,22 @@ def test_abort_from_another_thread_stops_promptly(endless: LlamaCppRuntime) -> N
     thread = threading.Thread(target=abort_soon)
     thread.start()
     result = endless.generate(GenerateParams(prompt="Once upon a time"), sink)
-    returned = time.perf_counter()
     thread.join()
-    assert result.finish == "abort"
-    assert returned - aborted_at[0] < 0.5
+    assert result.finish == "abort" and aborted_at
     assert not endless.is_running()
-    assert result.n_tokens < 100
+    assert result.n_tokens < 100  # stopped long before the context filled (behaviour, not a timing)
 
 
 def test_abort_during_a_long_prefill_is_prompt(gemma: LlamaCppRuntime) -> None:
     prompt = "The quick brown fox jumps over the lazy dog. " * 90  # ~900 tokens: 10+ s of prefill here
     timer = threading.Timer(0.3, gemma.abort)
-    started = time.perf_counter()
     timer.start()
     result = gemma.generate(GenerateParams(prompt=prompt, max_new_tokens=5), lambda t: True)
-    elapsed = time.perf_counter() - started
     timer.join()
     assert result.finish == "abort" and result.n_tokens == 0
-    assert elapsed < 0.3 + 2.0  # one prefill slice (~0.5 s) plus slack for a loaded machine
+    # the prefill stopped at the next chunk boundary: the cache holds only part of the prompt (not a timing)
+    prompt_tokens = gemma.count_tokens(prompt)
+    assert prompt_tokens is not None and gemma.kv_cache_size()[0] < prompt_tokens
     # the partly filled cache does not confuse the next generation
     text, after = chat(gemma, "What is the capital of France?", max_new_tokens=3)
     assert after.finish == "length" and text

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -11,6 +11,11 @@ import simkit
 from rkio.engine.registry import ModelRegistry
 from rkio.engine.runner import RunnerProcess
 from rkio.engine.types import ModelSpec
+from rkio.runtime.base import LoadParams
+from rkio.runtime.rkllm import RkllmRuntime
+from simkit.introspect import Sim
+from unit.runner import runner_fakes
+from unit.runner.runner_fakes import Peer
 
 FLAVOUR = "1.2.3"
 
@@ -52,3 +57,25 @@ async def runners() -> AsyncIterator[list[RunnerProcess]]:
     for runner in started:
         runner.kill()
         await runner.wait()
+
+
+@pytest.fixture(params=simkit.FLAVOURS)
+def served(request: pytest.FixtureRequest, tmp_path: Path,
+           monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Peer, RkllmRuntime, Sim]]:
+    """A RunnerService in this process (on a thread, real frames) with an RkllmRuntime on each simulator
+    flavour, so the simulator's per-handle introspection can be read."""
+    for name in ("RKLLM_SIM_FAULT", "RKLLM_SIM_TOKEN_US", "RKIO_RKLLM_ABI", "RKIO_RKLLM_LIB"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("RKLLM_SIM_STATE", str(tmp_path / "sim-state"))
+    library = simkit.sim_library(str(request.param))
+    model = simkit.make_model(tmp_path / "m.rkllm", 1 << 20, token_us=200)
+    runtime = RkllmRuntime(str(library))
+    peer = Peer(runtime)  # type: ignore[arg-type]
+    load = LoadParams(str(model), max_context_len=2048, max_new_tokens=512)
+    spec = runner_fakes.make_spec(path=str(model), load=load)
+    peer.load(spec)
+    yield peer, runtime, Sim(library)
+    peer.sock.close()
+    peer.thread.join(10)
+
+

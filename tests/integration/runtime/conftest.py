@@ -7,11 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rkllm_sim_helpers import FLAVOURS, SIM_ENV, Sim
+from rkllm_sim_helpers import FLAVOURS, SIM_ENV
 
 import simkit
 from rkio.runtime.base import LoadParams
 from rkio.runtime.rkllm import RkllmRuntime
+from simkit.introspect import Sim
 
 
 @pytest.fixture(params=FLAVOURS)

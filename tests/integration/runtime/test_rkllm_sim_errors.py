@@ -7,12 +7,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from rkllm_sim_helpers import Sim
 
 import simkit
 from rkio.errors import LoadFailed, RuntimeFailure, Unsupported
 from rkio.runtime.base import Feature, GenerateParams, LoadParams, LoraAdapter, Sampling
 from rkio.runtime.rkllm import AbiMismatch, RkllmRuntime, RkllmSetupError
+from simkit.introspect import Sim
 
 
 def test_context_longer_than_the_model_allows_fails_the_load(runtime: RkllmRuntime,

@@ -7,12 +7,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from rkllm_sim_helpers import ABI_OF, Sim, collect
+from rkllm_sim_helpers import ABI_OF, collect
 
 import simkit
 from rkio.errors import Unsupported
 from rkio.runtime.base import Feature, GenerateParams, LoadParams, Token
 from rkio.runtime.rkllm import RkllmRuntime, detect_abi, runtime_version
+from simkit.introspect import Sim
 
 
 def test_library_is_detected_as_its_generation(library: Path, flavour: str) -> None:

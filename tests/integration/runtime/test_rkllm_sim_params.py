@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from rkllm_sim_helpers import Sim, collect
+from rkllm_sim_helpers import collect
 
 import simkit
 from rkio.errors import RuntimeFailure, Unsupported
@@ -24,6 +24,7 @@ from rkio.runtime.base import (
     Token,
 )
 from rkio.runtime.rkllm import RkllmRuntime
+from simkit.introspect import Sim
 
 # float32-exact values, none of them a default
 SAMPLING = Sampling(top_k=7, top_p=0.5, temperature=0.25, repeat_penalty=1.5, frequency_penalty=0.125,

@@ -11,23 +11,35 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
+from rkio.engine.run_plan import RunPlan, plan_for
+from rkio.engine.session import runner_generation
 from rkio.engine.types import (
     Done,
     EngineEvent,
     EngineStatus,
     GenerationRequest,
+    LeaseInfo,
     LoadedModel,
     Loading,
+    LoadOverrides,
     ModelSpec,
     Queued,
+    RuntimeCall,
     Timings,
     TokenChunk,
     Usage,
 )
-from rkio.errors import Busy, ModelNotFound
+from rkio.errors import Busy, InvalidRequest, ModelNotFound
 from rkio.runtime.base import LoadParams, Perf
+from rkio.runtime.llamacpp import FEATURES
+from rkio.runtime.rkllm.features import features_of
+from rkio.runtime.rkllm.layouts import Generation
+
+RKLLM_1_2_3 = frozenset(f.value for f in features_of(Generation.V1_2_1, "1.2.3"))
+RKLLM_1_3_0 = frozenset(f.value for f in features_of(Generation.V1_3_0, "1.3.0"))
+LLAMA_FEATURES = frozenset(f.value for f in FEATURES)
 
 Step = EngineEvent | BaseException | asyncio.Event
 """A scripted step: an event to yield, an exception to raise, or a gate to wait on."""
@@ -46,6 +58,8 @@ def spec(name: str, runtime: str = "rkllm") -> ModelSpec:
 
 
 def prompt_words(request: GenerationRequest) -> list[str]:
+    if request.runtime_input is not None:
+        return (request.runtime_input.prompt or "").split()
     if request.messages is not None:
         users = [m.content for m in request.messages if m.role == "user"]
         return (users[-1] if users else "").split()
@@ -103,6 +117,16 @@ class FakeEngine:
     )
     started: bool = False
     stopped: bool = False
+    rkllm_features: frozenset[str] = RKLLM_1_2_3
+    leases: dict[str, tuple[str, LoadOverrides | None]] = field(default_factory=dict)
+    closed_leases: list[str] = field(default_factory=list)
+    lease_counter: int = 0
+    runtime_calls: list[tuple[str, RuntimeCall]] = field(default_factory=list)
+    cancel_seen: asyncio.Event = field(default_factory=asyncio.Event)  # set at each cancellation
+    request_seen: asyncio.Event = field(default_factory=asyncio.Event)  # set at each request
+    runtime_name: str = "rkllm-1.2.1"
+    features: frozenset[str] = field(default_factory=lambda: frozenset(
+        features_of(Generation.V1_2_1, "1.2.1")))
 
     def model(self, name: str) -> ModelSpec:
         if name not in self.names:
@@ -115,8 +139,15 @@ class FakeEngine:
     def generate(self, request: GenerationRequest) -> AsyncIterator[EngineEvent]:
         return self._run(request)
 
+    def plan(self, request: GenerationRequest) -> RunPlan:
+        """The real planning over ``rkllm_features`` (rkllm models) or llama.cpp's features."""
+        model = self.model(request.model)
+        features = LLAMA_FEATURES if model.runtime == "llamacpp" else self.rkllm_features
+        return plan_for(model, runner_generation(model, request), features)
+
     async def _run(self, request: GenerationRequest) -> AsyncIterator[EngineEvent]:
         self.requests.append(request)
+        self.request_seen.set()
         self.model(request.model)
         if self.queue_full:
             raise Busy("server busy: maximum pending requests exceeded", retry_after=2.5)
@@ -136,6 +167,7 @@ class FakeEngine:
         finally:
             if not finished:
                 self.cancelled.append(request.request_id)
+                self.cancel_seen.set()
 
     async def load(self, model: str, keep_alive: float | None = None) -> None:
         self.model(model)
@@ -180,10 +212,31 @@ class FakeEngine:
             counters=dict(self.counters),
         )
 
-    async def open_lease(self, model: str) -> str:
-        return f"lease-{model}"
+    async def open_lease(self, model: str, load: LoadOverrides | None = None) -> str:
+        self.model(model)
+        self.lease_counter += 1
+        lease = f"lease-{model}-{self.lease_counter}"
+        self.leases[lease] = (model, load)
+        return lease
 
     async def close_lease(self, lease: str) -> None:
+        self.leases.pop(lease, None)
+        self.closed_leases.append(lease)
+
+    def lease_info(self, lease: str) -> LeaseInfo:
+        model, load = self.leases[lease]
+        params = spec(model).load
+        if load is not None:
+            params = replace(params, **{k: v for k, v in asdict(load).items()
+                                        if v is not None and hasattr(params, k)})
+        return LeaseInfo(lease, model, self.runtime_name, self.features, params)
+
+    async def runtime_call(self, lease: str, call: RuntimeCall) -> object:
+        if lease not in self.leases:
+            raise InvalidRequest(f"lease {lease} is not open")
+        self.runtime_calls.append((lease, call))
+        if call.op == "get_kv_cache_size":
+            return [7]
         return None
 
     async def start(self) -> None:

@@ -56,13 +56,19 @@ plausible = st.fixed_dictionaries(
         "format": json_values,
         "think": json_values,
         "response_format": json_values,
+        "system": json_values,
+        "stop_sequences": json_values,
+        "tool_choice": json_values,
+        "thinking": json_values,
+        "output_config": json_values,
     },
 )
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
 @given(
-    st.sampled_from(["/v1/chat/completions", "/v1/completions", "/api/chat", "/api/generate", "/api/show"]),
+    st.sampled_from(["/v1/chat/completions", "/v1/completions", "/api/chat", "/api/generate", "/api/show",
+                     "/v1/messages", "/v1/messages/count_tokens"]),
     json_values | plausible,
 )
 async def test_arbitrary_json_never_5xx(path: str, body: Any) -> None:

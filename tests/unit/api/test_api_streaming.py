@@ -130,6 +130,22 @@ async def test_sse_commits_late_and_reports_queue_and_loading() -> None:
     assert engine.completed
 
 
+async def test_a_stream_committed_while_queued_carries_the_run_report_headers() -> None:
+    gate = asyncio.Event()
+    engine = FakeEngine(script=lambda req: [Queued(0), gate, *token_chunks(["x"]), done(1, 1)])
+    app = create_app(engine, Settings(), manage_engine=False, commit_after=0.0)
+
+    def release(message: Message, sent: list[Message]) -> None:
+        if message.get("body") == b": queued position=0\n\n":
+            gate.set()
+
+    payload = {**CHAT, "stream": True, "temperature": 0.4}
+    sent = await call(app, "/v1/chat/completions", payload, on_send=release)
+    headers = dict(sent[0]["headers"])
+    assert sent[1]["body"] == b": queued position=0\n\n"  # committed before the first token
+    assert (headers[b"x-rkio-sampling"], headers[b"x-rkio-not-applied"]) == (b"loaded", b"sampling")
+
+
 async def test_heartbeats_until_the_first_token() -> None:
     gate = asyncio.Event()
     engine = FakeEngine(script=lambda req: [Queued(0), gate, *token_chunks(["x"]), done(1, 1)])

@@ -25,6 +25,9 @@ VALID = {
     "cors_origins": ("http://x", ("http://x",)), "max_body_bytes": ("64KiB", 64 << 10),
     "default_model": ("qwen", "qwen"), "log_level": ("WARNING", LogLevel.WARNING),
     "npu_lock": ("/l/npu.lock", Path("/l/npu.lock")),
+    "rpc_unix": ("/tmp/rkllm.sock", "/tmp/rkllm.sock"), "rpc_tcp": ("127.0.0.1:9000", "127.0.0.1:9000"),
+    "rpc_udp": ("9001", "9001"), "rpc_lease_ttl": ("2m", 120.0), "rpc_stream_ttl": ("30s", 30.0),
+    "rpc_stream_default": ("Callbacks", "callbacks"), "rpc_max_frame": ("1MiB", 1 << 20),
 }
 
 

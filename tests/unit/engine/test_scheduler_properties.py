@@ -29,8 +29,10 @@ from rkio.engine.ledger import SchedulerConfig
 from rkio.engine.scheduler import Scheduler
 from rkio.engine.types import RunnerExit
 from rkio.errors import LoadFailed as LoadFailedError
+from rkio.runtime.base import Sampling
 from rkio.units import GiB
 
+WARM, COOL = Sampling(temperature=1.2), Sampling(temperature=0.2)
 MODELS = [spec("a", 2 * GiB), spec("b", 3 * GiB), spec("c", 5 * GiB), spec("d", 1 * GiB, runtime="llamacpp"),
           spec("p", 1 * GiB, pinned=True), spec("e", 6 * GiB, base_domain_id=3)]
 BUDGET = 9 * GiB
@@ -80,11 +82,16 @@ class SchedulerMachine(RuleBasedStateMachine):
         self.s.handle(event, self.now)
 
     @rule(model=st.sampled_from(MODELS), kind=st.sampled_from(["generate", "generate", "load"]),
-          num_ctx=st.sampled_from([None, 2048, 8192]), keep_alive=st.sampled_from([None, 0, -1, 10]))
-    def request(self, model: Any, kind: str, num_ctx: int | None, keep_alive: float | None) -> None:
+          num_ctx=st.sampled_from([None, 2048, 8192]), keep_alive=st.sampled_from([None, 0, -1, 10]),
+          sampling=st.sampled_from([None, WARM, COOL]))
+    def request(self, model: Any, kind: str, num_ctx: int | None, keep_alive: float | None,
+                sampling: Sampling | None) -> None:
         self.next_id += 1
         self.accepted.add(self.next_id)
-        self.handle(Request(self.next_id, model, kind, num_ctx, keep_alive))  # type: ignore[arg-type]
+        # a sampling wish (model.toml sampling = "reinit") may re-init an idle model: the invariants hold
+        wish = sampling if kind == "generate" else None
+        self.handle(Request(self.next_id, model, kind, num_ctx, keep_alive,  # type: ignore[arg-type]
+                            sampling=wish))
 
     @precondition(lambda self: bool(self.s.waiters))
     @rule(data=st.data())
@@ -262,6 +269,17 @@ class SchedulerMachine(RuleBasedStateMachine):
         finished = Counter(c[1] for c in self.fx.of("finish"))
         for rid in self.accepted:
             assert granted[rid] + finished[rid] == 1, (rid, granted[rid], finished[rid])
+
+    @invariant()
+    def an_idle_model_never_sits_on_a_queue_it_could_serve(self) -> None:
+        # after every dispatch: granted, or stopping for a (context or sampling) re-init, or no lane free
+        for name, e in self.s.models.items():
+            queue = self.s.queues.get(name)
+            if self.s.shutting_down or e.state != "idle" or e.unload_requested or not queue:
+                continue
+            if queue[0].kind != "generate" or (e.npu and self.s.lanes_used >= 1):
+                continue
+            raise AssertionError((name, list(queue), self.fx.calls[-5:]))
 
     @invariant()
     def no_leaked_runners(self) -> None:

@@ -147,6 +147,15 @@ scale = 0.5
     assert spec.lora_adapters == (("style", str((folder / "style.rkllm.lora").resolve()), 0.5),)
 
 
+@pytest.mark.parametrize("toml", ['sampling = "reinit"\ntemperature = 0.4',
+                                  '[sampling]\npolicy = "reinit"\ntemperature = 0.4'])
+def test_sampling_reinit_policy_beside_the_sampling_values(models: Path, toml: str) -> None:
+    (models / "qwen2.5-1.5b" / "model.toml").write_text(toml)
+    spec = ModelRegistry(models).get("qwen2.5-1.5b")
+    assert spec.sampling_policy == "reinit" and spec.load.sampling == Sampling(temperature=0.4)
+    assert ModelRegistry(models).get("solo").sampling_policy == "loaded"
+
+
 @pytest.mark.parametrize(
     ("toml", "message"),
     [
@@ -166,6 +175,8 @@ scale = 0.5
         ("[[lora]]\nname = 'x'\npath = 'missing.lora'", r"lora\[0\].path: .* does not exist"),
         ("[[lora]]\npath = 'x'", r"lora\[0\].name: expected"),
         ("lora = 3", "lora: expected"),
+        ("sampling = 'sometimes'", "sampling: expected \"loaded\" or \"reinit\""),
+        ("sampling = 3", "sampling: expected a table"),
     ],
 )
 def test_bad_model_toml_names_file_and_key(models: Path, toml: str, message: str) -> None:

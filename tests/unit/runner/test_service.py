@@ -55,6 +55,7 @@ def test_generation_streams_text_then_done(peer: Peer) -> None:
     done = frames[-1]
     assert isinstance(done, Done)
     assert (done.finish, done.completion_tokens) == ("stop", 5)
+    assert done.stop_sequence is None  # the reply ended by itself
     assert done.prompt_tokens > 0
     assert done.memory is not None and done.memory.hwm_bytes >= done.memory.rss_bytes > 0
 
@@ -66,6 +67,7 @@ def test_stop_string_is_cut_with_everything_after_it(peer: Peer) -> None:
     done = frames[-1]
     assert isinstance(done, Done) and done.finish == "stop"
     assert done.completion_tokens == 3  # the runtime was stopped at the token completing the stop string
+    assert done.stop_sequence == "ta gam"  # so an API can tell a stop sequence from the end of the turn
 
 
 def test_max_new_tokens_is_enforced_when_the_runtime_cannot(peer: Peer) -> None:

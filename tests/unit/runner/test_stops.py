@@ -58,6 +58,14 @@ def test_ids_follow_their_text() -> None:
     assert (text, ids) == ("a", [0])
 
 
+def test_matched_names_the_earliest_stop_string() -> None:
+    scanner = StopScanner(["END", "\n\n", "b"])
+    assert scanner.feed("a\n", 0) == ("a", [0])
+    assert scanner.matched is None
+    scanner.feed("\nbEND", 1)
+    assert scanner.stopped and scanner.matched == "\n\n"
+
+
 def test_nothing_after_stop() -> None:
     scanner = StopScanner(["x"])
     assert scanner.feed("axb", 0) == ("a", [0])

@@ -277,7 +277,7 @@ class RunnerProcess:
                     finished = True
                     yield RunnerDone(frame.finish, frame.prompt_tokens,  # type: ignore[arg-type]
                                      frame.completion_tokens, frame.perf, runner_memory(frame.memory),
-                                     frame.outputs)
+                                     frame.outputs, frame.stop_sequence)
                     return
                 elif isinstance(frame, Error):
                     finished = True

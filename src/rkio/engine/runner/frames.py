@@ -91,6 +91,7 @@ class Done(msgspec.Struct, tag=True, array_like=True):
     perf: Perf | None
     memory: MemoryReport | None
     outputs: RunOutputs | None = None  # hidden states / logits of a run in that infer mode
+    stop_sequence: str | None = None  # the stop string that ended the generation, if one did
 
 
 class CallResult(msgspec.Struct, tag=True, array_like=True):

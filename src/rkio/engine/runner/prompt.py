@@ -6,7 +6,8 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from rkio.engine.types import ChatMessage, ModelSpec, RunnerGeneration
-from rkio.runtime.base import Feature, GenerateParams, Perf, Runtime
+from rkio.runtime.base import GenerateParams, Perf, Runtime
+from rkio.runtime.fit import fit_to_runtime
 
 if TYPE_CHECKING:
     from rkio.runtime.chat import ChatTemplate
@@ -52,8 +53,13 @@ def prepare(
         )
         params = replace(params, prompt=prompt)
         stops = (*stops, *template.stop_strings)
-    if params.max_new_tokens is not None and Feature.PER_RUN_MAX_NEW_TOKENS not in runtime.features:
-        # the runner enforces the limit itself by stopping the stream
+    # what the runtime lacks is left out, never refused (the gateway reports it, rkio.engine.run_plan);
+    # max_new_tokens the runner then enforces itself by stopping the stream. An exact (raw IO API) input
+    # keeps everything else, so the runtime refuses what it lacks and the caller hears which feature.
+    fitted = fit_to_runtime(params, runtime.features, rendered=gen.messages is not None)
+    if not gen.exact:
+        params = fitted.params
+    elif fitted.runner_limit:
         params = replace(params, max_new_tokens=None)
     return params, tuple(dict.fromkeys(s for s in stops if s))
 

@@ -209,7 +209,13 @@ class RunnerService:
         cut = ""  # why the runner ended the stream itself: "stop" (stop string) or "length"
 
         def on_token(token: Token) -> bool:
+            # The reply may end at a stop string or at the limit while the runtime would have stopped
+            # there anyway (EOS), so the runtime is stopped only when it delivers one token more: a stop
+            # then interrupts a run that is really still going, and a reply that ends by itself is never
+            # aborted (issue 11: a stray rkllm_abort after every run). The cost is one token's time.
             nonlocal count, cut
+            if cut:
+                return False
             count += 1
             if scanner is None:
                 push(token.text, token.token_id)
@@ -219,10 +225,8 @@ class RunnerService:
                     writer.push_many(text, ids)
                 if scanner.stopped:
                     cut = "stop"
-                    return False
-            if limit is not None and count >= limit:
+            if not cut and limit is not None and count >= limit:
                 cut = "length"
-                return False
             return True
 
         with self._state_lock:
@@ -248,7 +252,9 @@ class RunnerService:
         memory = measure(perf.memory_usage_mb if perf is not None else None,
                          available_drop=self._drop.sample())
         self._drop.freeze()
-        writer.send(Done(finish, prompt_tokens(params, perf, runtime), count, perf, memory, result.outputs))
+        matched = scanner.matched if scanner is not None and cut == "stop" else None
+        writer.send(Done(finish, prompt_tokens(params, perf, runtime), count, perf, memory, result.outputs,
+                         matched))
 
     def _call(self, command: Call) -> None:
         runtime = self._runtime

@@ -19,6 +19,7 @@ class StopScanner:
         self._held = ""  # text not yet released (a possible stop-string prefix)
         self._held_ids: list[tuple[int, int]] = []  # (offset in _held, id) of tokens not yet released
         self.stopped = False
+        self.matched: str | None = None  # the stop string that ended the text
 
     def feed(self, text: str, token_id: int) -> tuple[str, list[int]]:
         """Returns (text to release, ids to release). After a stop string, ``stopped`` is set."""
@@ -51,7 +52,7 @@ class StopScanner:
         for stop in self.stops:
             index = buffer.find(stop)
             if index >= 0 and (first is None or index < first):
-                first = index
+                first, self.matched = index, stop
         return first
 
     def _holdback(self, buffer: str) -> int:

@@ -40,9 +40,10 @@ COALESCE_S = 0.0005  # seconds a token may wait for company before it is written
 class TokenWriter:
     """Owns the runner's output pipe (a file descriptor; made non-blocking). Thread-safe."""
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, coalesce_s: float = COALESCE_S) -> None:
         os.set_blocking(fd, False)
         self._fd = fd
+        self._coalesce_s = coalesce_s
         self._cond = threading.Condition(threading.Lock())  # guards every field below
         self._texts: list[str] = []
         self._ids: list[int] = []
@@ -140,7 +141,7 @@ class TokenWriter:
 
     def _drain_nonblocking(self) -> None:
         while True:
-            if time.monotonic() - self._last_write < COALESCE_S or self._unread():
+            if time.monotonic() - self._last_write < self._coalesce_s or self._unread():
                 # the gateway is behind: these tokens join the next write instead of making a frame of
                 # their own (the next token or the closing Done frame carries them)
                 with self._cond:
@@ -194,7 +195,7 @@ class TokenWriter:
                 if self._backlog:  # handed over by _drain_nonblocking, which kept _busy for us
                     data, self._backlog = self._backlog, b""
                 elif self._deferred and not self._closed:
-                    self._cond.wait(COALESCE_S)  # a next token may still take them along
+                    self._cond.wait(self._coalesce_s)  # a next token may still take them along
                     self._deferred = False
                     if not self._texts or self._busy or self.broken:
                         continue

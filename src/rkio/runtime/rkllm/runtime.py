@@ -27,7 +27,7 @@ from rkio.runtime.rkllm.detect import resolve
 from rkio.runtime.rkllm.features import features_of
 from rkio.runtime.rkllm.layouts import Generation, build_layout, float_buffer
 from rkio.runtime.rkllm.prototypes import Library
-from rkio.runtime.rkllm.session import CONTINUE, RunSession
+from rkio.runtime.rkllm.session import CONTINUE, TOKEN_STATES, RunSession
 
 if TYPE_CHECKING:
     from rkio.runtime.chat import ChatTemplate
@@ -106,10 +106,16 @@ class RkllmRuntime:
             # userdata carries the run id: a late callback of an earlier run must not reach this one
             if session is None or userdata != session.run_id:
                 return CONTINUE
+            if state not in TOKEN_STATES:
+                with self._lock:  # abort() checks ``ended`` under the lock: no abort after this point
+                    return session.on_result(result, state)
             action = session.on_result(result, state)
-            # also repeats an abort() that raced the start of rkllm_run (which clears the runtime's flag)
+            # A token callback is the one moment the run is certainly in progress, so this is where a
+            # declined token stops it. It also repeats an abort() that raced the start of rkllm_run
+            # (which clears the runtime's flag). Never at FINISH/ERROR: the vendor documents rkllm_abort
+            # only for ongoing inference (rkllm-runtime.md §1.2), and there nothing is left to stop.
             wants_stop = session.stop_requested or session.abort_requested
-            if wants_stop and not session.abort_sent and self._handle is not None:
+            if wants_stop and not session.abort_sent and not session.ended and self._handle is not None:
                 session.abort_sent = True
                 self._lib.rkllm_abort(self._handle)
             return action
@@ -155,14 +161,22 @@ class RkllmRuntime:
         return session.result(returned)
 
     def abort(self) -> None:
-        """Stop the running generation (from any thread); its result reports finish "abort"."""
+        """Stop the running generation (from any thread); its result reports finish "abort".
+
+        rkllm_abort reaches the library only while a run is in progress: after rkllm_run entered C
+        (``rkllm_is_running`` is 1 during prefill and decode, rknn-llm #502) and before the run reported
+        FINISH or ERROR (checked under the lock the callback takes for those). Otherwise the request is
+        only recorded, and the run's next token callback stops it.
+        """
         with self._lock:
             session, handle = self._session, self._handle
-            if session is None or handle is None:
+            if session is None or handle is None or session.ended:
                 return
             session.abort_requested = True
-        if self._lib.rkllm_abort(handle) != 0:
-            raise RuntimeFailure("rkllm_abort failed")
+            if self._lib.rkllm_is_running(handle) != 1:
+                return  # rkllm_run has not started (or already returned): the callback takes it from here
+            if self._lib.rkllm_abort(handle) != 0:
+                raise RuntimeFailure("rkllm_abort failed")
 
     def pause(self) -> None:
         """Pause the running generation at its next token, keeping the KV cache (finish "paused")."""

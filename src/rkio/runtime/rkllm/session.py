@@ -21,7 +21,8 @@ from rkio.runtime.rkllm.layouts import (
 from rkio.runtime.rkllm.outputs import copy_outputs
 from rkio.runtime.utf8 import Utf8Reassembler
 
-CONTINUE, PAUSE = 0, 1  # what an int-returning result callback tells the runtime
+CONTINUE, PAUSE = 0, 1  # what an int-returning result callback tells the runtime (1.2.1+; void before)
+TOKEN_STATES = frozenset((RUN_NORMAL, RUN_WAITING))  # callbacks of a run that is still generating
 
 
 class RunSession:
@@ -99,6 +100,11 @@ class RunSession:
             return
         if self.sink(Token(text, self.last_token_id)) is False:
             self.stop_requested = True
+
+    @property
+    def ended(self) -> bool:
+        """The runtime reported the end of the run (FINISH, ERROR) or was told to pause."""
+        return self.finished or self.runtime_error or self.paused
 
     def result(self, returned: int) -> GenerationResult:
         """The outcome once rkllm_run returned ``returned``; raises what the run recorded."""
