@@ -119,6 +119,18 @@ static void save_prompt_cache(const RKLLMInferParam* infer, const char* template
     fclose(f);
 }
 
+/* The simulator's own hidden state of a token (rkllm.h fixes only the shape): a hash of the token id and
+ * the column, in [-1, 1]. One row per prompt token, so the same text always gives the same rows, rows of
+ * different words differ, and pooling (last token, mean) can be checked exactly from Python
+ * (tests/simkit/replies.py hidden_row mirrors this). */
+static float hidden_value(int32_t token, int column) {
+    uint32_t x = (uint32_t)token * 2654435761u ^ (uint32_t)(column + 1) * 40503u;
+    x ^= x >> 13;
+    x *= 0x5bd1e995u;
+    x ^= x >> 15;
+    return (float)(x % 2001u) / 1000.0f - 1.0f;
+}
+
 /* Special modes: one result carrying hidden states or logits, then FINISH. Shapes follow rkllm.h:
  * RKLLMResultLastHiddenLayer is num_tokens x embd_size floats (one row per prompt token), RKLLMResultLogits
  * num_tokens x vocab_size; logits are only filled in GET_LOGITS mode (rkllm-runtime.md §1.2, "Callback
@@ -133,7 +145,10 @@ static int run_special(sim_handle* h, void* userdata, const RKLLMInferParam* inf
         int e = h->model.embd_size > 0 ? h->model.embd_size : 64;
         int t = p->prompt_tokens;
         buf = sim_xcalloc((size_t)e * (size_t)t, sizeof(float));
-        for (int i = 0; i < e * t; i++) buf[i] = (float)(i % 97) / 97.0f;
+        for (int row = 0; row < t; row++) {
+            int32_t token = sim_token_id(p->words[row % p->n_words]);
+            for (int k = 0; k < e; k++) buf[(size_t)row * (size_t)e + (size_t)k] = hidden_value(token, k);
+        }
         r.last_hidden_layer.hidden_states = buf;
         r.last_hidden_layer.embd_size = e;
         r.last_hidden_layer.num_tokens = t;

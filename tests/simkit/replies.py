@@ -120,6 +120,19 @@ def token_id(text: str | bytes) -> int:
     return h % VOCAB
 
 
+def hidden_row(word: str, embd_size: int = 64) -> list[float]:
+    """The hidden state the simulator reports for a prompt token ``word`` (sim/api_run.c hidden_value)."""
+    token = token_id(word)
+    row = []
+    for k in range(embd_size):
+        x = ((token * 2654435761) ^ ((k + 1) * 40503)) & 0xFFFFFFFF
+        x ^= x >> 13
+        x = (x * 0x5BD1E995) & 0xFFFFFFFF
+        x ^= x >> 15
+        row.append((x % 2001) / 1000.0 - 1.0)
+    return row
+
+
 def expected_callbacks(prompt: str, n_tokens: int, lora: str | None = None) -> list[tuple[bytes, int]]:
     """The first ``n_tokens`` raw callbacks (text bytes, state) the simulator produces for ``prompt``.
 

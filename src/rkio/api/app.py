@@ -13,9 +13,11 @@ from starlette.middleware.cors import CORSMiddleware
 from rkio.api.access import RequestLog
 from rkio.api.anthropic_routes import AnthropicRoutes
 from rkio.api.auth import ApiKeyAuth, BodyLimit
+from rkio.api.embeddings_routes import EmbeddingRoutes
 from rkio.api.errors import EXCEPTION_HANDLERS
 from rkio.api.jsonrpc.service import RpcService
 from rkio.api.metrics import ApiMetrics
+from rkio.api.ollama_models import BLOBS_PREFIX, OllamaModelRoutes
 from rkio.api.ollama_routes import OllamaRoutes
 from rkio.api.openai_routes import OpenAIRoutes
 from rkio.api.ops_routes import OpsRoutes
@@ -64,10 +66,13 @@ def create_app(engine: Engine, settings: Settings, *, manage_engine: bool = True
     middleware.append(Middleware(RequestLog, metrics=metrics))
     if settings.api_key:
         middleware.append(Middleware(ApiKeyAuth, api_key=settings.api_key, exempt=RPC_PATHS))
-    middleware.append(Middleware(BodyLimit, max_bytes=settings.max_body_bytes, exempt=RPC_PATHS))
+    middleware.append(Middleware(BodyLimit, max_bytes=settings.max_body_bytes, exempt=RPC_PATHS,
+                                 unbounded_prefix=BLOBS_PREFIX))
     routes = [*rpc.routes(), *OpenAIRoutes(engine, settings, commit_after, heartbeat).routes(),
               *OllamaRoutes(engine, settings, heartbeat).routes(),
               *AnthropicRoutes(engine, settings, commit_after, heartbeat).routes(),
+              *OllamaModelRoutes(engine, settings).routes(),
+              *EmbeddingRoutes(engine, settings).routes(),
               *OpsRoutes(engine, metrics).routes(), mcp.route()]
     app = Starlette(routes=routes, middleware=middleware, exception_handlers=EXCEPTION_HANDLERS,
                     lifespan=lifespan)

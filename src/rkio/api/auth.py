@@ -58,16 +58,20 @@ class BodyLimit:
     DRAIN_IDLE = 5.0  # seconds without any body arriving
     DRAIN_TOTAL = 30.0
 
-    def __init__(self, app: ASGIApp, max_bytes: int, exempt: frozenset[str] = frozenset()) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, exempt: frozenset[str] = frozenset(),
+                 unbounded_prefix: str | None = None) -> None:
+        """``unbounded_prefix``: paths whose handler bounds the body itself (model uploads, by free disk)."""
         self.app = app
         self.max_bytes = max_bytes
         self.exempt = exempt
+        self.unbounded_prefix = unbounded_prefix
 
     def _too_large(self) -> PayloadTooLarge:
         return PayloadTooLarge(f"request body is larger than the limit of {self.max_bytes} bytes")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in self.exempt:
+        unbounded = bool(self.unbounded_prefix) and scope.get("path", "").startswith(self.unbounded_prefix)
+        if scope["type"] != "http" or scope["path"] in self.exempt or unbounded:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)

@@ -63,6 +63,11 @@ class Client:
         with self._request("POST", path, body) as response:
             return json.loads(response.read())
 
+    def send(self, method: str, path: str, body: dict[str, Any]) -> None:
+        """A request whose answer has no body to read (``DELETE /api/delete``, ``/api/copy``)."""
+        with self._request(method, path, body):
+            pass
+
     def stream(self, path: str, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
         """The NDJSON objects of a streaming endpoint; an ``error`` object mid-stream raises."""
         with self._request("POST", path, body) as response:

@@ -104,12 +104,30 @@ LOAD_KEYS: dict[str, Callable[[Any], Any]] = {
     "max_context_len": _int(1, 1 << 20), "max_new_tokens": _int(1, 1 << 20), "n_keep": _int(-1),
     "embed_flash": _bool, "n_batch": _int(1, 64), "n_threads": _int(0, 1024), "cpus": _cpus,
 }
+
+
+def _pooling(value: Any) -> str:
+    if value not in ("last", "mean"):
+        raise ValueError(f'expected "last" or "mean", got {value!r}')
+    return str(value)
+
+
+def _rerank_template(value: Any) -> str:
+    if not isinstance(value, str) or "{query}" not in value or "{document}" not in value:
+        raise ValueError("expected a string with {query} and {document} in it")
+    return value
+
+
 # ``sampling = "reinit"`` (or ``policy`` in [sampling]): what applies when the runtime has no per-run
 # sampling: the loaded sampling (default), or a re-init of the idle model for the request's sampling
 SAMPLING_POLICIES = ("loaded", "reinit")
 SPEC_KEYS: dict[str, Callable[[Any], Any]] = {
     "system_prompt": _str, "chat_template": _str, "keep_alive": _duration, "pinned": _bool,
     "base_domain_id": _int(0, MAX_DOMAIN), "abi": _str,
+    # embeddings and rerank (rkio.engine.embedding): how hidden states are pooled; which token ids of the
+    # logits mean yes / no for a reranker, and the prompt it scores
+    "pooling": _pooling, "rerank_yes_token": _int(0), "rerank_no_token": _int(0),
+    "rerank_template": _rerank_template,
 }
 
 

@@ -52,6 +52,10 @@ class ModelSpec:
     # model.toml ``sampling = "reinit"``: where the runtime has no per-run sampling, re-init the idle model
     # for a request's sampling instead of running it with the loaded one (rkio.engine.sampling_groups)
     sampling_policy: Literal["loaded", "reinit"] = "loaded"
+    pooling: Literal["last", "mean"] = "last"  # embeddings: last token (Qwen3-Embedding) or mean of tokens
+    rerank_yes_token: int | None = None  # a reranker's "yes" / "no" token ids (scored from the logits)
+    rerank_no_token: int | None = None
+    rerank_template: str | None = None  # the reranker's prompt with {query} and {document}
 
 
 # ---------------------------------------------------------------------------------------------- requests

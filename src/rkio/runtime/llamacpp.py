@@ -33,6 +33,7 @@ from rkio.runtime.base import (
     require_mode,
 )
 from rkio.runtime.chat import ChatTemplate, TemplateError, guess_preset
+from rkio.runtime.llamacpp_outputs import special_run
 from rkio.runtime.utf8 import Utf8Reassembler
 
 if TYPE_CHECKING:
@@ -50,6 +51,8 @@ FEATURES = frozenset({
     Feature.IGNORE_EOS,
     Feature.MULTI_INSTANCE,
     Feature.JSON_SCHEMA,  # a GBNF grammar built from the schema by llama-cpp-python constrains sampling
+    Feature.LAST_HIDDEN_LAYER,  # llamacpp_outputs: embedding output switched on for the run
+    Feature.LOGITS,
 })
 
 _RANDOM_SEED = 0xFFFFFFFF  # LLAMA_DEFAULT_SEED: llama.cpp picks a random seed
@@ -181,9 +184,12 @@ class LlamaCppRuntime:
     def generate(self, params: GenerateParams, on_token: TokenSink) -> GenerationResult:
         """Prefill the prompt, then sample until end of turn, ``max_new_tokens``, a full context or abort."""
         llama, load = self._loaded()
-        require_mode(self, params.mode)  # hidden states / logits are rkllm infer modes
+        require_mode(self, params.mode)
         self._abort.clear()
         prompt = self._prompt_tokens(llama, params)
+        if params.mode != "generate":  # hidden states / logits: rkllm's infer modes (llamacpp_outputs)
+            outputs = special_run(llama, prompt, params.mode, self._abort)
+            return GenerationResult("abort" if outputs is None else "stop", 0, outputs=outputs)
         if not prompt:
             raise InvalidRequest("the prompt is empty")
         n_ctx = min(llama.n_ctx(), load.max_context_len)  # llama.cpp pads n_ctx up to a multiple of 256

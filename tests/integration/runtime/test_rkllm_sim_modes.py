@@ -31,8 +31,12 @@ def test_hidden_mode_returns_the_last_layer_with_its_shape_and_no_text(loaded: R
     assert result.outputs.shape == (prompt_tokens, 64)  # the simulator's default embd_size
     values = _floats(result.outputs.data)
     assert len(values) == prompt_tokens * 64
-    # the simulator's hidden state i is (i % 97) / 97 (sim/api_run.c, run_special)
-    assert values[:3] == pytest.approx([0.0, 1 / 97, 2 / 97]) and values[97] == 0.0
+    # one row per prompt token (the runtime's template included), a function of the token alone
+    # (sim/api_run.c hidden_value)
+    words = simkit.parse_prompt(simkit.apply_default_template("alpha beta gamma")).words
+    expected = [v for row in range(prompt_tokens) for v in simkit.hidden_row(words[row % len(words)])]
+    assert values == pytest.approx(expected, abs=1e-6)
+    assert values[-64:] != values[-128:-64]
     assert sim.last_run(loaded)["input"]["mode"] == 1
 
 
