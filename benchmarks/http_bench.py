@@ -10,6 +10,7 @@ overhead: runner IPC, engine, HTTP framing), or measures an already running serv
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import socket
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -97,6 +99,18 @@ def start_server(home: Path, token_us: int, tokens: int,
             time.sleep(0.1)
     proc.kill()
     raise SystemExit("server did not start")
+
+
+@contextlib.contextmanager
+def serving(token_us: int, tokens: int, extra: tuple[str, ...] = ()) -> Iterator[str]:
+    """``start_server`` in a temporary home for the ``with`` block; yields its URL, stops it after."""
+    with tempfile.TemporaryDirectory() as tmp:
+        proc, url = start_server(Path(tmp), token_us, tokens, extra)
+        try:
+            yield url
+        finally:
+            proc.terminate()
+            proc.wait()
 
 
 def main() -> int:

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include "handle.h"
+#include "kv_context.h"
 #include "reply.h"
 #include "strbuf.h"
 
@@ -27,6 +28,8 @@ SIM_API int rkllm_set_chat_template(LLMHandle handle, const char* system_prompt,
 static int clear_kv(sim_handle* h, int keep_system_prompt) {
     pthread_mutex_lock(&h->lock);
     h->kv_len = keep_system_prompt ? (h->kv_len < h->system_tokens ? h->kv_len : h->system_tokens) : 0;
+    if (keep_system_prompt && h->kv_len) sim_kv_keep_system(h, h->template_set ? h->tmpl_system : "");
+    else sim_kv_reset(h);
     h->n_clear_kv++;
     h->last_clear_keep_system = keep_system_prompt;
     pthread_mutex_unlock(&h->lock);
@@ -51,7 +54,10 @@ SIM_API int rkllm_clear_kv_cache(LLMHandle handle, int keep_system_prompt, int* 
         pthread_mutex_lock(&h->lock);
         int s = start_pos[0] < 0 ? 0 : start_pos[0];
         int e = end_pos[0] > h->kv_len ? h->kv_len : end_pos[0];
-        if (e > s) h->kv_len -= e - s;
+        if (e > s) {
+            h->kv_len -= e - s;
+            sim_kv_mark_opaque(h);
+        }
         h->n_clear_kv++;
         h->last_clear_keep_system = keep_system_prompt;
         pthread_mutex_unlock(&h->lock);

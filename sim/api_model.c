@@ -138,6 +138,8 @@ static void free_handle(sim_handle* h) {
     }
     free(h->prompt_cache_path);
     free(h->prompt_cache_text);
+    free(h->kv_text);
+    free(h->kv_lora);
     free(h->init_json);
     free(h->run_json_in);
     free(h->run_json_out);

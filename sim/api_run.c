@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "handle.h"
+#include "kv_context.h"
 #include "npu_buffers.h"
 #include "npu_jobs.h"
 #include "npu_memory.h"
@@ -98,6 +99,24 @@ static char* build_prompt(sim_handle* h, const RKLLMInput* in, sim_prompt* p, in
     char* templated = sb_take(&sb);
     sim_prompt_parse(templated, p);
     return templated;
+}
+
+/* context_reply=1: the model's view is the whole KV context (the cache's text, then this run's input), so
+ * the echo words and the leading digest word come from it; the prompt token count stays this run's own. */
+static void context_view(sim_handle* h, const char* templated, int text_input, const char* lora, sim_prompt* p) {
+    pthread_mutex_lock(&h->lock);
+    char* context = sim_kv_context(h, templated);
+    uint32_t digest = sim_kv_digest(h, context, lora);
+    pthread_mutex_unlock(&h->lock);
+    if (text_input) { /* token / embedding input keeps its own echo words; the digest covers the cache */
+        int tokens = p->prompt_tokens;
+        sim_prompt_free(p);
+        sim_prompt_parse(context, p);
+        p->prompt_tokens = tokens;
+    }
+    p->has_digest = 1;
+    p->digest = digest;
+    free(context);
 }
 
 static const char* find_lora(sim_handle* h, const RKLLMInferParam* infer) {
@@ -207,7 +226,10 @@ static int run_body(sim_handle* h, RKLLMInput* in, RKLLMInferParam* infer, void*
 #else
     int keep_history = 0;
 #endif
-    if (!keep_history) h->kv_len = 0;
+    if (!keep_history) {
+        h->kv_len = 0;
+        sim_kv_reset(h);
+    }
     pthread_mutex_unlock(&h->lock);
 
     sim_prompt prompt;
@@ -220,6 +242,9 @@ static int run_body(sim_handle* h, RKLLMInput* in, RKLLMInferParam* infer, void*
     }
     sim_faults faults;
     sim_run_faults(&h->faults, templated, &faults);
+    const char* lora = find_lora(h, infer);
+    int text_input = in->input_type == RKLLM_INPUT_PROMPT || in->input_type == RKLLM_INPUT_MULTIMODAL;
+    if (h->model.context_reply) context_view(h, templated, text_input, lora, &prompt);
     int prompt_tokens = prompt.prompt_tokens + extra;
     int cache_hit = 0;
     pthread_mutex_lock(&h->lock);
@@ -266,6 +291,8 @@ static int run_body(sim_handle* h, RKLLMInput* in, RKLLMInferParam* infer, void*
     long long t1 = sim_now_us();
     pthread_mutex_lock(&h->lock);
     h->kv_len = kv = kv + prompt_tokens;
+    if (text_input && !extra) sim_kv_append(h, templated, lora);
+    else sim_kv_mark_opaque(h);
     pthread_mutex_unlock(&h->lock);
     save_prompt_cache(infer, templated);
 
@@ -295,7 +322,7 @@ static int run_body(sim_handle* h, RKLLMInput* in, RKLLMInferParam* infer, void*
     pthread_mutex_unlock(&h->lock);
     if (kind == SIM_STREAM_ECHO && prompt.tool && tool_name) kind = SIM_STREAM_TOOL;
     sim_stream stream;
-    sim_stream_init(&stream, &prompt, kind, find_lora(h, infer), tool_name, garbage);
+    sim_stream_init(&stream, &prompt, kind, lora, tool_name, garbage);
 
     int generated = 0;
     const char* finish = "stop";
@@ -330,6 +357,7 @@ static int run_body(sim_handle* h, RKLLMInput* in, RKLLMInferParam* infer, void*
         generated++;
         pthread_mutex_lock(&h->lock);
         h->kv_len = ++kv;
+        sim_kv_append(h, tok.text, lora);
         pthread_mutex_unlock(&h->lock);
         if (ret == 1) {
             /* rkllm-runtime.md §1.2: callback return 1 = pause, KV cache kept (1.2.1+). */

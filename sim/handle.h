@@ -51,6 +51,10 @@ typedef struct sim_handle {
     int n_loras;
     char* prompt_cache_path;
     char* prompt_cache_text;
+    char* kv_text;  /* the cache's content as text (kv_context.c); NULL = empty */
+    char* kv_lora;  /* the adapter its first piece was computed under */
+    int kv_mixed;   /* pieces were computed under different adapters */
+    int kv_opaque;  /* holds content no text prefill reproduces */
     int n_clear_kv;
     int last_clear_keep_system;
     int cross_attn_tokens;

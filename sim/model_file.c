@@ -76,6 +76,7 @@ static void apply_header_line(sim_model* m, const char* key, const char* value) 
     else if (!strcmp(key, "npu_cores")) m->npu_cores = (int)v;
     else if (!strcmp(key, "vocab_size")) m->vocab_size = (int)v;
     else if (!strcmp(key, "embd_size")) m->embd_size = (int)v;
+    else if (!strcmp(key, "context_reply")) m->context_reply = (int)v;
     else if (!strcmp(key, "fault")) snprintf(m->fault, sizeof(m->fault), "%s", value);
 }
 

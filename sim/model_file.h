@@ -32,6 +32,7 @@ typedef struct {
     int npu_cores;
     int vocab_size;
     int embd_size;
+    int context_reply; /* 1: the reply is a function of the whole KV context (kv_context.h) */
     char fault[256];
 } sim_model;
 

@@ -153,6 +153,13 @@ static const char* const UTF8_CHARS[] = {"\xc3\xa9", "\xe4\xb8\xad", "\xf0\x9f\x
 static void echo_element(const sim_stream* s, long long k, char* out, size_t len, int* is_char) {
     const sim_prompt* p = s->prompt;
     *is_char = 0;
+    if (p->has_digest) {
+        if (k == 0) {
+            snprintf(out, len, " ctx%08x", (unsigned)p->digest);
+            return;
+        }
+        k--;
+    }
     long long base = k;
     if (p->utf8) {
         if (k % 2 == 1) {

@@ -13,6 +13,8 @@ typedef struct {
     int tool;        /* [[tool]] */
     int utf8;        /* [[utf8]] */
     int prompt_tokens; /* whitespace-separated words of the whole templated prompt, at least 1 */
+    int has_digest;    /* context_reply: the reply starts with the word ctx<digest> (kv_context.h) */
+    uint32_t digest;
 } sim_prompt;
 
 void sim_prompt_parse(const char* text, sim_prompt* p);

@@ -7,6 +7,8 @@ A bad value is a ``ConfigError`` naming where it came from: the flag, the enviro
 from __future__ import annotations
 
 import os
+import re
+import socket
 from collections.abc import Callable, Mapping
 from enum import StrEnum
 from pathlib import Path
@@ -29,6 +31,15 @@ from rkio.units import parse_duration, parse_size
 ENV_PREFIX = "RKIO_"
 # how a layer (TOML file, environment, flags) names a setting in an error: the name, then where (or "")
 Origin = Callable[[str], tuple[str, str]]
+
+
+BOARD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,252}")  # a host name: safe in a response header
+
+
+def default_board_name() -> str:
+    """The host name, else ``rkio`` when it has characters a response header should not carry."""
+    name = socket.gethostname()
+    return name if BOARD_NAME.fullmatch(name) else "rkio"
 
 
 def default_home() -> Path:
@@ -92,6 +103,12 @@ class Settings(BaseSettings):
     default_model: str | None = None
     log_level: Annotated[LogLevel, BeforeValidator(_lower)] = LogLevel.INFO
     npu_lock: UserPath | None = None  # None = rkio.engine.npu_lock.default_lock_path()
+    board_name: Annotated[str, Field(pattern=f"^{BOARD_NAME.pattern}$")] = Field(
+        default_factory=default_board_name)  # the X-Rkio-Board response header
+    # prompt-cache files for shared prompt prefixes: auto = once `rkio probe --kv-reuse` confirmed them
+    prompt_caches: Annotated[Literal["auto", "on", "off"], BeforeValidator(_lower)] = "auto"
+    prompt_cache_bytes: Annotated[Size, Field(ge=0)] = 2 << 30
+    prompt_cache_max_age: Annotated[Duration, Field(gt=0)] = 7 * 86400.0
     rpc_unix: str = "auto"  # JSON-RPC Unix socket: auto = <state dir>/rpc.sock, off, or a path
     rpc_tcp: str | None = None  # HOST:PORT
     rpc_udp: str | None = None  # HOST:PORT

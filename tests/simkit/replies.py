@@ -208,3 +208,18 @@ def expected_tool_call(name: str) -> list[str]:
 MULTI_INSTANCE_GARBAGE = ","
 # Every token of a model in an overcommitted domain (RKLLM_SIM_OVERCOMMIT=garbage).
 OVERCOMMIT_GARBAGE = "&&&&"
+
+
+def context_digest(context: str, lora: str | None = None) -> str:
+    """The word a ``context_reply=1`` model starts every reply with: ``ctx`` + FNV-1a-32 (hex) of the
+    adapter the context was computed under, a 0x02 byte and the context (sim/kv_context.c)."""
+    h = 2166136261
+    for b in (lora or "").encode() + b"\x02" + context.encode():
+        h = ((h ^ b) * 16777619) & 0xFFFFFFFF
+    return f"ctx{h:08x}"
+
+
+def expected_context_reply(context: str, n_tokens: int, lora: str | None = None) -> list[str]:
+    """The reply of a ``context_reply=1`` model whose whole KV context (the cache's text, then the run's
+    templated input) is ``context``: the digest word, then the echo of the context's words."""
+    return [f" {context_digest(context, lora)}", *expected_reply(context, n_tokens - 1, lora)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -13,6 +13,7 @@ from starlette.middleware.cors import CORSMiddleware
 from rkio.api.access import RequestLog
 from rkio.api.anthropic_routes import AnthropicRoutes
 from rkio.api.auth import ApiKeyAuth, BodyLimit
+from rkio.api.board import BoardHeader
 from rkio.api.embeddings_routes import EmbeddingRoutes
 from rkio.api.errors import EXCEPTION_HANDLERS
 from rkio.api.jsonrpc.service import RpcService
@@ -21,8 +22,9 @@ from rkio.api.ollama_models import BLOBS_PREFIX, OllamaModelRoutes
 from rkio.api.ollama_routes import OllamaRoutes
 from rkio.api.openai_routes import OpenAIRoutes
 from rkio.api.ops_routes import OpsRoutes
+from rkio.api.readiness import Readiness
 from rkio.config import Settings
-from rkio.engine.types import Engine
+from rkio.engine.types import Engine, RuntimeKind
 from rkio.mcp.http import McpEndpoint
 
 log = logging.getLogger("rkio.api")
@@ -34,10 +36,14 @@ RPC_PATHS = frozenset({"/rpc", "/ws"})  # JSON-RPC checks the key and the frame 
 
 def create_app(engine: Engine, settings: Settings, *, manage_engine: bool = True,
                commit_after: float = COMMIT_AFTER, heartbeat: float = HEARTBEAT,
-               rpc_listeners: bool | None = None) -> Starlette:
+               rpc_listeners: bool | None = None,
+               runtimes: Collection[RuntimeKind] | None = None) -> Starlette:
     """Build the app. With ``manage_engine`` the lifespan starts the engine and stops it on shutdown;
-    with ``rpc_listeners`` (default: same as ``manage_engine``) it also opens the JSON-RPC sockets."""
+    with ``rpc_listeners`` (default: same as ``manage_engine``) it also opens the JSON-RPC sockets.
+    ``runtimes``: the runtime kinds installed here (``/v1/models`` and ``/ready`` count only models they can
+    run); None counts every model. ``app.state.readiness.draining`` turns ``/ready`` false (on SIGTERM)."""
     metrics = ApiMetrics()
+    readiness = Readiness(engine, runtimes)
     rpc = RpcService(engine, settings)
     listen = manage_engine if rpc_listeners is None else rpc_listeners
     mcp = McpEndpoint(engine, settings)
@@ -46,18 +52,20 @@ def create_app(engine: Engine, settings: Settings, *, manage_engine: bool = True
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if manage_engine:
             await engine.start()
+        readiness.draining = False  # a started app serves (also when it is started again, as tests do)
         try:
             if listen:
                 await rpc.start()
             async with mcp.running():  # MCP sessions end (their calls cancelled) before the engine stops
                 yield
         finally:
+            readiness.draining = True
             await rpc.stop()
             if manage_engine:
                 log.info("stopping the engine (grace %.0fs)", settings.stop_grace)
                 await engine.stop(settings.stop_grace)
 
-    middleware = []
+    middleware = [Middleware(BoardHeader, board_name=settings.board_name)]  # outermost: on every response
     if settings.cors_origins:
         middleware.append(Middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
                                      allow_methods=["GET", "POST", "HEAD", "OPTIONS"],
@@ -73,10 +81,11 @@ def create_app(engine: Engine, settings: Settings, *, manage_engine: bool = True
               *AnthropicRoutes(engine, settings, commit_after, heartbeat).routes(),
               *OllamaModelRoutes(engine, settings).routes(),
               *EmbeddingRoutes(engine, settings).routes(),
-              *OpsRoutes(engine, metrics).routes(), mcp.route()]
+              *OpsRoutes(engine, metrics, readiness).routes(), mcp.route()]
     app = Starlette(routes=routes, middleware=middleware, exception_handlers=EXCEPTION_HANDLERS,
                     lifespan=lifespan)
     app.state.engine = engine
     app.state.metrics = metrics
     app.state.rpc = rpc
+    app.state.readiness = readiness
     return app

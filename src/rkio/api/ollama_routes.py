@@ -183,9 +183,9 @@ class OllamaRoutes:
         return JSONResponse({**body, **done_fields(done)}, headers=headers)
 
     async def tags(self, request: Request) -> Response:
-        models = [{"name": s.name, "model": s.name, "modified_at": timestamp(s.mtime_ns / 1e9),
+        models = [{"name": id_, "model": id_, "modified_at": timestamp(s.mtime_ns / 1e9),
                    "size": s.size_bytes, "digest": digest(s), "details": details(s)}
-                  for s in self.engine.models()]
+                  for id_, s in request.app.state.readiness.servable_ids()]  # as /v1/models
         return JSONResponse({"models": models})
 
     async def ps(self, request: Request) -> Response:

@@ -179,12 +179,15 @@ class OpenAIRoutes:
         return JSONResponse(completion_body(cid, created, model, echo + text, done), headers=headers)
 
     async def list_models(self, request: Request) -> Response:
-        return JSONResponse({"object": "list", "data": [_model_body(s.name, s.mtime_ns, s.runtime)
-                                                        for s in self.engine.models()]})
+        servable = request.app.state.readiness.servable_ids()  # only what this board can run
+        return JSONResponse({"object": "list", "data": [_model_body(id_, s.mtime_ns, s.runtime)
+                                                        for id_, s in servable]})
 
     async def get_model(self, request: Request) -> Response:
-        spec = self.engine.model(request.path_params["model_id"])
-        return JSONResponse(_model_body(spec.name, spec.mtime_ns, spec.runtime))
+        model_id = request.path_params["model_id"]
+        spec = self.engine.model(model_id)  # a LoRA variant base:adapter is listed under its own id
+        name = model_id if ":" in model_id else spec.name
+        return JSONResponse(_model_body(name, spec.mtime_ns, spec.runtime))
 
 
 def _model_body(name: str, mtime_ns: int, runtime: str) -> dict[str, Any]:

@@ -11,14 +11,16 @@ from starlette.routing import Route
 
 from rkio.api.metrics import ApiMetrics
 from rkio.api.openapi import build_openapi
+from rkio.api.readiness import Readiness
 from rkio.engine.types import Engine
 
 log = logging.getLogger("rkio.api")
 
 
 class OpsRoutes:
-    def __init__(self, engine: Engine, metrics: ApiMetrics) -> None:
+    def __init__(self, engine: Engine, metrics: ApiMetrics, readiness: Readiness) -> None:
         self.engine = engine
+        self.readiness = readiness
         self.metrics = metrics
         self._openapi = build_openapi()
 
@@ -38,19 +40,17 @@ class OpsRoutes:
         return JSONResponse({"status": "ok"})
 
     async def ready(self, request: Request) -> Response:
-        """Readiness: the engine answers and at least one model can be loaded (exists, not quarantined)."""
+        """Readiness: send this board traffic. False while shutting down or when no model can be served
+        (none in the models directory, no runtime installed for them, all quarantined)."""
         try:
-            status = self.engine.status()
-            names = {spec.name for spec in self.engine.models()}
+            verdict = self.readiness.verdict()
         except Exception:  # an engine that cannot report is not ready; the detail is for the log only
             log.warning("readiness check failed: the engine could not report its status", exc_info=True)
             return JSONResponse({"status": "not ready", "reason": "the engine cannot report its status"},
                                 status_code=503)
-        loadable = names - set(status.quarantined)
-        if not loadable:
-            reason = "no models in the models directory" if not names else "every model is quarantined"
-            return JSONResponse({"status": "not ready", "reason": reason}, status_code=503)
-        return JSONResponse({"status": "ready", "models": len(loadable), "loaded": len(status.loaded)})
+        if not verdict.ready:
+            return JSONResponse({"status": "not ready", "reason": verdict.reason}, status_code=503)
+        return JSONResponse({"status": "ready", "models": verdict.servable, "loaded": verdict.loaded})
 
     async def prometheus(self, request: Request) -> Response:
         try:

@@ -220,7 +220,12 @@ def collect(settings: Settings, models: Sequence[ModelSpec],
         "models_dir": str(settings.models_dir),
         "models": _models_section(models, memory["budget_bytes"], settings.reserved_domains),
     }
-    report["problems"] = [asdict(p) for p in find_problems(report, settings)]
+    from rkio.cli.service_check import check_service  # imports the service command, which is heavier
+
+    service, findings = check_service(env.root)
+    report["service"] = service
+    problems = [*find_problems(report, settings), *(Problem(*f) for f in findings)]
+    report["problems"] = [asdict(p) for p in problems]
     return report
 
 
@@ -247,6 +252,9 @@ def render(report: dict[str, Any], out: TextIO) -> None:
     plan = report["models"]["fit_together"]
     names = ", ".join(p["name"] + (f" (domains {p['domains']})" if p["domains"] else "") for p in plan)
     lines.append(("fit together", names or "-"))
+    service = report.get("service")
+    lines.append(("service", f"{service['unit']}: {service['exec']} as {service['user']}" if service
+                  else "not installed (sudo rkio install-service)"))
     width = max(len(k) for k, _ in lines)
     text = "".join(f"{k.ljust(width)}  {v}\n" for k, v in lines)
     problems = report["problems"]

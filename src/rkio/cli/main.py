@@ -11,7 +11,7 @@ from rkio import __version__
 from rkio.errors import ConfigError
 
 # Each module registers its subcommand(s) and sets ``func`` (args -> exit code) on its parser.
-COMMANDS = ("serve", "client_commands", "model_commands", "mcp", "doctor", "probe", "rpc")
+COMMANDS = ("serve", "client_commands", "model_commands", "mcp", "doctor", "probe", "rpc", "service")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 import tempfile
 import time
@@ -25,6 +26,7 @@ from rkio.probe.simulated import (
     sim_environment,
     sim_library,
     sim_models,
+    write_sim_model,
 )
 from rkio.units import GiB, parse_size
 
@@ -57,6 +59,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--npu-lock", type=Path, metavar="FILE",
                    help="the NPU lock a server holds (default: the server's setting); a probe on the board "
                         "refuses to run while a server owns the NPU")
+    p.add_argument("--kv-reuse", action="store_true",
+                   help="instead of the memory series: check that a chat continuing from the KV cache "
+                        "replies exactly as a fresh prefill (greedy), and the prefill it saves")
     p.add_argument("--out", type=Path,
                    help="directory for probe.json and probe.md (default ./rkio-probe-TIME)")
     sim = p.add_argument_group("simulator (reproduces the analysis' experiments without a board)")
@@ -121,6 +126,8 @@ def _probe(args: argparse.Namespace, modes: tuple[PairMode, ...]) -> int:
     if missing:
         print(f"rkio probe: not a file: {', '.join(missing)}", file=sys.stderr)
         return 2
+    if args.kv_reuse:
+        return _kv_reuse(paths, args, env)
     config = ProbeConfig(models=tuple(ProbeModel.from_path(p) for p in paths), max_context_len=args.ctx,
                          max_new_tokens=args.max_new_tokens, prompt=args.prompt, margin_bytes=margin,
                          step_timeout=args.timeout, pair_modes=modes, pairs=not args.no_pairs,
@@ -143,3 +150,38 @@ def _probe(args: argparse.Namespace, modes: tuple[PairMode, ...]) -> int:
         print(f"recorded {count} footprint(s) in {_state_dir(args)}")
     print(f"report: {out / 'probe.json'} (send this file back), summary: {out / 'probe.md'}")
     return 0
+
+
+def _kv_reuse(paths: list[Path], args: argparse.Namespace, env: dict[str, str] | None) -> int:
+    """``--kv-reuse``: the reuse check on each model; exit status 1 unless reuse was confirmed on each
+    (replies are allowed 256 tokens at least: a reply cut by the limit is never reused)."""
+    import asyncio
+
+    from rkio.engine.calls import prompt_cache_dir
+    from rkio.engine.runner.prefix_cache import confirmation
+    from rkio.probe import kv_reuse_check
+
+    base = dict(env if env is not None else os.environ)
+    if args.library:
+        base["RKIO_RKLLM_LIB"] = args.library
+    ok = True
+    for path in paths:
+        if args.simulate:
+            path = write_sim_model(path.with_name(f"{path.stem}-ctx.rkllm"), path.stat().st_size,
+                                   {"context_reply": 1})
+        spec = kv_reuse_check.probe_spec(path, max_context_len=max(args.ctx, 2048),
+                                         max_new_tokens=max(args.max_new_tokens, 256), abi=args.abi)
+        results = asyncio.run(kv_reuse_check.check(spec, env=base, load_timeout=args.timeout))
+        print(f"{path.name}:\n{kv_reuse_check.summary(results)}")
+        ok = ok and kv_reuse_check.confirmed(results)
+        with tempfile.TemporaryDirectory() as tmp:
+            prefix = asyncio.run(kv_reuse_check.check_prefix_cache(spec, Path(tmp), env=base,
+                                                                   load_timeout=args.timeout))
+        print(kv_reuse_check.prefix_summary(prefix))
+        if prefix.identical and prefix.speeds_up and not args.simulate:
+            # rkio serve's prompt_caches = "auto" turns them on for this runtime from now on
+            mark = confirmation(prompt_cache_dir(_state_dir(args)), prefix.runtime_name)
+            mark.parent.mkdir(parents=True, exist_ok=True)
+            mark.write_text(f"{kv_reuse_check.prefix_summary(prefix)}\nmodel: {path}\n")
+            print(f"recorded in {mark}: rkio serve uses prompt caches for shared prefixes on this runtime")
+    return 0 if ok else 1

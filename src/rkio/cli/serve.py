@@ -22,13 +22,16 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
 from rkio.cli.npu_claim import claim_npu
 from rkio.config import Settings
 from rkio.errors import ConfigError
+
+if TYPE_CHECKING:
+    from rkio.api.readiness import Readiness
 
 log = logging.getLogger("rkio.serve")
 
@@ -67,6 +70,7 @@ FLAGS: tuple[tuple[str, str, str, str], ...] = (
     ("--rpc-max-frame", "rpc_max_frame", "SIZE", "largest JSON-RPC message (default 16MiB)"),
     ("--npu-lock", "npu_lock", "FILE", "the machine-wide lock that makes this the board's only engine "
                                        "(default /run/lock/rkio-npu.lock, see the docs)"),
+    ("--board-name", "board_name", "NAME", "sent as the X-Rkio-Board response header (default: host name)"),
 )
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
@@ -117,15 +121,17 @@ def serve(settings: Settings) -> int:
     """Run until SIGTERM/SIGINT; 0 after a clean shutdown, 1 if startup failed."""
     from rkio.api.app import create_app
     from rkio.engine.engine import ModelEngine
+    from rkio.runtime.select import installed_runtimes
 
-    app = create_app(ModelEngine(settings), settings)
+    kinds = installed_runtimes() if settings.runtime == "auto" else frozenset({settings.runtime})
+    app = create_app(ModelEngine(settings), settings, runtimes=kinds)
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, log_config=None, access_log=False,
         log_level=settings.log_level.lower(), lifespan="on",
         timeout_graceful_shutdown=max(1, round(settings.stop_grace)), ws_max_size=settings.rpc_max_frame,
         loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
         http="httptools" if importlib.util.find_spec("httptools") else "h11")
-    server = QuietExitServer(config)
+    server = QuietExitServer(config, app.state.readiness)
     server.run()
     return 0 if server.started else 1
 
@@ -134,13 +140,18 @@ class QuietExitServer(uvicorn.Server):
     """uvicorn's Server, quieter in two ways.
 
     A handled SIGTERM/SIGINT ends ``run`` normally instead of re-raising the signal after shutdown (which
-    would make the exit status 143/130 instead of 0). And it wakes once a second instead of every 0.1 s:
-    uvicorn's tick only refreshes the Date header (once a second anyway) and looks for an exit request, and
-    on a board those idle wake-ups cost ~3 ms of CPU per second, charged to every slow NPU token (about
-    0.18 ms per token at 60 ms per token). An exit request wakes it at once.
+    would make the exit status 143/130 instead of 0), and turns ``/ready`` false at once (requests in flight
+    finish during the grace period; a router stops sending new ones). And it wakes once a second instead
+    of every 0.1 s: uvicorn's tick only refreshes the Date header (once a second anyway) and looks for an
+    exit request, and on a board those idle wake-ups cost ~3 ms of CPU per second, charged to every slow
+    NPU token (about 0.18 ms per token at 60 ms per token). An exit request wakes it at once.
     """
 
     TICK_S = 1.0
+
+    def __init__(self, config: uvicorn.Config, readiness: Readiness) -> None:
+        super().__init__(config)
+        self.readiness = readiness
 
     async def main_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -155,6 +166,7 @@ class QuietExitServer(uvicorn.Server):
             should_exit = await self.on_tick(counter)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.readiness.draining = True
         super().handle_exit(sig, frame)
         loop = getattr(self, "_loop", None)
         if loop is not None and not loop.is_closed():

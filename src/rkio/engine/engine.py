@@ -17,6 +17,7 @@ from rkio.engine.events import Cancel, CloseLease, Request, Shutdown, Unload
 from rkio.engine.footprints import FootprintStore
 from rkio.engine.planner import derive_budget
 from rkio.engine.run_plan import RunPlan, plan_generation
+from rkio.engine.runner import prefix_cache
 from rkio.engine.status import snapshot
 from rkio.engine.supervisor import Finished, RunnerFactory, Supervisor
 from rkio.engine.types import (
@@ -26,6 +27,7 @@ from rkio.engine.types import (
     LeaseInfo,
     LoadOverrides,
     ModelSpec,
+    PrefixCacheSettings,
     RuntimeCall,
 )
 from rkio.errors import InvalidRequest, RkioError, RunnerCrashed, ShuttingDown
@@ -74,8 +76,12 @@ class ModelEngine:
         return self.registry.list()
 
     def model(self, name: str) -> ModelSpec:
-        """Raises ModelNotFound."""
+        """The model ``name`` runs on (a LoRA variant ``base:adapter``: its base). Raises ModelNotFound."""
         return self.registry.get(name)
+
+    def model_ids(self) -> list[tuple[str, ModelSpec]]:
+        """Every model id clients may ask for, with its model: LoRA variants follow their base."""
+        return self.registry.variants()
 
     # ------------------------------------------------------------------------------------ lifecycle
 
@@ -88,6 +94,7 @@ class ModelEngine:
             from rkio.engine.runner import RunnerProcess
 
             factory = RunnerProcess.start
+        factory = with_prefix_caches(factory, self.settings)
         budget = derive_budget(self.settings.memory_budget, self._mem_probe() or 0, 0,
                                self.settings.memory_reserve)
         self._sup = Supervisor(self.settings, factory, FootprintStore(self.settings.state_dir), budget,
@@ -150,7 +157,9 @@ class ModelEngine:
         ``aclosing``: closing this iterator closes the session's at once (aborting the generation), not
         later from a finaliser task.
         """
-        spec = self.model(request.model)
+        spec, adapter = self.registry.resolve(request.model)
+        if adapter is not None:  # a LoRA variant runs on its loaded base: no second instance, no reload
+            request = replace(request, model=spec.name, lora=adapter)
         if request.lease is not None:
             spec = self._lease_spec(spec, request.lease)
             request = self._with_lease_sampling(request)
@@ -276,3 +285,20 @@ class ModelEngine:
         sup = self._supervisor()
         now = self._clock()
         return snapshot(sup.scheduler, now, time.time() - now)
+
+
+def with_prefix_caches(factory: RunnerFactory, settings: Settings) -> RunnerFactory:
+    """``factory`` with runners told where prompt caches of shared prefixes live: always with
+    ``prompt_caches = "on"``; with "auto" once ``rkio probe --kv-reuse`` confirmed them for some runtime on
+    this machine (the runner then checks its own runtime's confirmation)."""
+    directory = calls.prompt_cache_dir(settings.state_dir)
+    mode = settings.prompt_caches
+    if mode == "off" or (mode == "auto" and not any((directory / prefix_cache.CONFIRMED).glob("*"))):
+        return factory
+    caches = PrefixCacheSettings(str(directory), mode, settings.prompt_cache_bytes,
+                                 settings.prompt_cache_max_age)
+
+    async def start(spec: ModelSpec, load: LoadParams, *, load_timeout: float = 120.0) -> Any:
+        return await factory(replace(spec, prefix_caches=caches), load, load_timeout=load_timeout)
+
+    return start

@@ -7,6 +7,8 @@ single file ``<dir>/<name>.rkllm`` / ``<dir>/<name>.gguf``. The directory is re-
 
 from __future__ import annotations
 
+import builtins
+import contextlib
 import logging
 import os
 import re
@@ -123,7 +125,7 @@ def _rerank_template(value: Any) -> str:
 SAMPLING_POLICIES = ("loaded", "reinit")
 SPEC_KEYS: dict[str, Callable[[Any], Any]] = {
     "system_prompt": _str, "chat_template": _str, "keep_alive": _duration, "pinned": _bool,
-    "base_domain_id": _int(0, MAX_DOMAIN), "abi": _str,
+    "base_domain_id": _int(0, MAX_DOMAIN), "abi": _str, "kv_reuse": _bool,
     # embeddings and rerank (rkio.engine.embedding): how hidden states are pooled; which token ids of the
     # logits mean yes / no for a reranker, and the prompt it scores
     "pooling": _pooling, "rerank_yes_token": _int(0), "rerank_no_token": _int(0),
@@ -255,10 +257,32 @@ class ModelRegistry:
         return specs
 
     def get(self, name: str) -> ModelSpec:
-        """The model called ``name`` (``name:latest`` also finds ``name``).
+        """The model called ``name`` (``name:latest`` also finds ``name``; a LoRA variant ``base:adapter``
+        finds its base).
 
         Raises ModelNotFound for unknown or invalid names, ModelConfigError for a broken model.toml.
         """
+        return self.resolve(name)[0]
+
+    def variants(self) -> builtins.list[tuple[str, ModelSpec]]:
+        """Every model id served: each model, then its ``[[lora]]`` adapters as ``base:adapter``."""
+        return [(id_, spec) for spec in self.list()
+                for id_ in (spec.name, *(f"{spec.name}:{a[0]}" for a in spec.lora_adapters))]
+
+    def resolve(self, name: str) -> tuple[ModelSpec, str | None]:
+        """The model ``name`` runs on and the LoRA adapter it selects (None: the base model)."""
+        try:
+            return self._get(name), None
+        except ModelNotFound:
+            base, sep, adapter = name.rpartition(":") if isinstance(name, str) else ("", "", "")
+            if sep and base and adapter:
+                with contextlib.suppress(ModelNotFound):
+                    spec = self._get(base)
+                    if any(a[0] == adapter for a in spec.lora_adapters):
+                        return spec, adapter
+            raise
+
+    def _get(self, name: str) -> ModelSpec:
         if not isinstance(name, str) or not NAME.match(name) or ".." in name:
             raise ModelNotFound(f"invalid model name {name!r}: use letters, digits and . _ : - "
                                 "(at most 128 characters, no '..', no '/')")

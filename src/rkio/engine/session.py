@@ -57,7 +57,7 @@ def runner_generation(spec: ModelSpec, request: GenerationRequest) -> RunnerGene
         raise InvalidRequest("messages must not be empty")
     params = GenerateParams(prompt=prompt, enable_thinking=request.enable_thinking,
                             sampling=request.sampling, max_new_tokens=request.max_tokens,
-                            json_schema=request.json_schema)
+                            json_schema=request.json_schema, lora=request.lora)
     return RunnerGeneration(params=params, messages=messages, tools=request.tools, stop=request.stop,
                             system_prompt=None if request.raw else spec.system_prompt,
                             handle_state=request.handle_state)

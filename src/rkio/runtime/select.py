@@ -86,3 +86,16 @@ def choose_runtime(requested: str = "auto", *, root: Path = Path("/"),
                    find_library: Callable[[], Path | None] = _default_library) -> RuntimeKind:
     """``rkllm`` when the runtime library and an RKNPU are both present (or requested), else ``llamacpp``."""
     return runtime_decision(requested, root=root, find_library=find_library).kind
+
+
+def installed_runtimes(find_library: Callable[[], Path | None] = _default_library) -> frozenset[RuntimeKind]:
+    """The runtime kinds this machine can run: rkllm when librkllmrt.so is found, llamacpp when
+    llama-cpp-python is importable (what ``--runtime auto`` serves models with)."""
+    import importlib.util
+
+    kinds: set[RuntimeKind] = set()
+    if find_library() is not None:
+        kinds.add("rkllm")
+    if importlib.util.find_spec("llama_cpp") is not None:
+        kinds.add("llamacpp")
+    return frozenset(kinds)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -30,9 +33,9 @@ def start_server(sim_lib: Path, tmp_path: Path) -> Iterator[Callable[..., LiveSe
 
     yield start
     for server in servers:
-        if server.process.poll() is None:
-            server.process.kill()
-            server.process.wait()
+        with contextlib.suppress(ProcessLookupError):  # the server and any runner left in its group
+            os.killpg(server.process.pid, signal.SIGKILL)
+        server.process.wait()
 
 
 @pytest.fixture

@@ -63,7 +63,8 @@ def launch(home: Path, sim_lib: Path, flavour: str, *flags: str) -> LiveServer:
            "--runtime", "rkllm", "--memory-budget", "2GiB", "--stop-grace", "3",
            "--npu-lock", str(home / "npu.lock"), *flags]  # each server its own simulated board
     with log_path.open("wb") as log:
-        process = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        # its own process group: a test can kill a board with its runners at once (os.killpg)
+        process = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     server = LiveServer(f"http://127.0.0.1:{port}", process, log_path)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

@@ -1,4 +1,4 @@
-"""Starting, probing and stopping a live ``rkio serve`` for the CPU end-to-end tests."""
+"""Starting, probing and stopping a live ``rkio serve`` for the CPU end-to-end tests (the default model)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ from pathlib import Path
 
 import httpx
 
+from rkio.models.catalog import DEFAULT
+
 REPO = Path(__file__).resolve().parents[3]
-MODEL = "gemma3-270m"
+MODEL = DEFAULT.name  # SmolLM2 135M Instruct
 
 
 def free_port() -> int:

@@ -13,7 +13,7 @@ from cpu_server import MODEL, REPO, free_port, stop, wait_healthy
 pytestmark = pytest.mark.model
 
 
-def test_run_script_installs_the_default_model_and_serves_it(gemma_models_dir: Path, tmp_path: Path) -> None:
+def test_run_script_installs_the_default_model_and_serves_it(models_dir: Path, tmp_path: Path) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("RKIO_")}
     # a missing explicit library path never falls back to a search: the CPU path even on a board
@@ -31,7 +31,7 @@ def test_run_script_installs_the_default_model_and_serves_it(gemma_models_dir: P
         reply = httpx.post(f"{url}/api/chat", timeout=120, json={
             "model": MODEL, "stream": False, "options": {"temperature": 0},
             "messages": [{"role": "user", "content": "Say hi."}]}).json()
-        assert reply["message"]["content"].strip()
+        assert reply["message"]["content"].strip() and reply["done_reason"] == "stop"
     finally:
         stop(proc)
         log.close()

@@ -13,6 +13,9 @@ from engine_sim import SimModels, assert_reply, child_pids, collect, quiet, sett
 
 import simkit
 from rkio.engine.footprints import FILE_NAME
+from rkio.models.catalog import DEFAULT
+
+NAME = DEFAULT.name  # the default CPU model (SmolLM2 135M Instruct, ~94 MiB)
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -21,9 +24,9 @@ NPU_PROMPT = "[[n=5]] from the npu"
 REPO = Path(__file__).resolve().parents[3]
 
 
-def gemma_into(models: SimModels) -> None:
+def default_model_into(models: SimModels) -> None:
     pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed: pip install 'rkio[cpu]'")
-    from rkio.models.default import NAME, ModelPackageMissing, install_default_model
+    from rkio.models.default import ModelPackageMissing, install_default_model
 
     try:
         installed = install_default_model(REPO / "build" / "models")
@@ -34,24 +37,24 @@ def gemma_into(models: SimModels) -> None:
 
 async def test_gguf_footprint_is_learned_and_lets_both_runtimes_share_the_budget(
         models: SimModels, sim: simkit.SimEnv, tmp_path: Path) -> None:
-    gemma_into(models)
+    default_model_into(models)
     models.add("npu", 64 * MiB)
     state_dir = tmp_path / "state"
     before = child_pids()
 
     first = await start_engine(models.root, state_dir, sim)
     try:
-        await first.load("gemma3-270m")
-        estimate = {m.name: m.bytes for m in first.status().loaded}["gemma3-270m"]
-        reply = await collect(first, "gemma3-270m", "The capital of France is", raw=True, max_tokens=4)
+        await first.load(NAME)
+        estimate = {m.name: m.bytes for m in first.status().loaded}[NAME]
+        reply = await collect(first, NAME, "The capital of France is", raw=True, max_tokens=4)
         assert reply.error is None and reply.text.strip(), reply
         assert_reply(await collect(first, "npu", NPU_PROMPT), NPU_PROMPT, 5)
         await settle(first, quiet)
         loaded = {m.name: m for m in first.status().loaded}
         assert {m.runtime for m in loaded.values()} == {"llamacpp", "rkllm"}  # side by side
-        learned, npu = loaded["gemma3-270m"].bytes, loaded["npu"].bytes
-        assert loaded["gemma3-270m"].rss_bytes is not None
-        assert 100 * MiB < learned < estimate  # the runner's real RSS, below the cautious estimate
+        learned, npu = loaded[NAME].bytes, loaded["npu"].bytes
+        assert loaded[NAME].rss_bytes is not None
+        assert 60 * MiB < learned < estimate  # the runner's real RSS, below the cautious estimate
     finally:
         await first.stop(grace=1.0)
     figures = json.loads((state_dir / FILE_NAME).read_text())["figures"]
@@ -62,11 +65,11 @@ async def test_gguf_footprint_is_learned_and_lets_both_runtimes_share_the_budget
     assert budget < estimate + npu
     second = await start_engine(models.root, state_dir, sim, memory_budget=budget)
     try:
-        await second.load("gemma3-270m")
+        await second.load(NAME)
         await second.load("npu")
         await settle(second, quiet)
         status = second.status()
-        assert {m.name: m.bytes for m in status.loaded} == {"gemma3-270m": learned, "npu": npu}
+        assert {m.name: m.bytes for m in status.loaded} == {NAME: learned, "npu": npu}
         assert status.counters["evictions"] == 0
         assert_reply(await collect(second, "npu", NPU_PROMPT), NPU_PROMPT, 5)
     finally:

@@ -136,6 +136,9 @@ class FakeEngine:
     def models(self) -> list[ModelSpec]:
         return [self.model(n) for n in self.names]
 
+    def model_ids(self) -> list[tuple[str, ModelSpec]]:
+        return [(s.name, s) for s in self.models()]
+
     def generate(self, request: GenerationRequest) -> AsyncIterator[EngineEvent]:
         return self._run(request)
 

@@ -28,6 +28,7 @@ VALID = {
     "rpc_unix": ("/tmp/rkllm.sock", "/tmp/rkllm.sock"), "rpc_tcp": ("127.0.0.1:9000", "127.0.0.1:9000"),
     "rpc_udp": ("9001", "9001"), "rpc_lease_ttl": ("2m", 120.0), "rpc_stream_ttl": ("30s", 30.0),
     "rpc_stream_default": ("Callbacks", "callbacks"), "rpc_max_frame": ("1MiB", 1 << 20),
+    "board_name": ("opi5-3", "opi5-3"),
 }
 
 

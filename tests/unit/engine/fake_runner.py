@@ -196,3 +196,9 @@ class FakeRegistry:
         if name not in self.specs:
             raise ModelNotFound(f"model {name!r} not found")
         return self.specs[name]
+
+    def resolve(self, name: str) -> tuple[ModelSpec, str | None]:
+        return self.get(name), None
+
+    def variants(self) -> list[tuple[str, ModelSpec]]:
+        return [(s.name, s) for s in self.list()]

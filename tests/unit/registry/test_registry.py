@@ -197,3 +197,17 @@ def test_runtime_restriction_hides_other_kinds_and_explains(models: Path) -> Non
     rkllm_name = next(s.name for s in ModelRegistry(models).list() if s.runtime == "rkllm")
     with pytest.raises(ModelNotFound, match=r"needs the rkllm runtime.*--runtime llamacpp"):
         registry.get(rkllm_name)
+
+
+def test_lora_adapters_are_served_as_model_variants(models: Path) -> None:
+    folder = models / "qwen2.5-1.5b"
+    sparse(folder / "style.rkllm.lora", 10)
+    (folder / "model.toml").write_text('[[lora]]\nname = "style"\npath = "style.rkllm.lora"\n')
+    registry = ModelRegistry(models)
+    ids = [id_ for id_, _ in registry.variants()]
+    assert ids.index("qwen2.5-1.5b:style") == ids.index("qwen2.5-1.5b") + 1
+    spec, adapter = registry.resolve("qwen2.5-1.5b:style")
+    assert (spec.name, adapter) == ("qwen2.5-1.5b", "style")
+    assert registry.get("qwen2.5-1.5b:style") == spec == registry.resolve("qwen2.5-1.5b")[0]
+    with pytest.raises(ModelNotFound):
+        registry.resolve("qwen2.5-1.5b:nope")

@@ -47,6 +47,7 @@ class FakeRuntime:
         self.prefill_tokens = prefill_tokens
         self.calls: list[str] = []
         self.prompts: list[str] = []
+        self.kept: list[bool] = []  # keep_history of each run
         self._abort = threading.Event()
         self._running = False
 
@@ -58,6 +59,7 @@ class FakeRuntime:
     def generate(self, params: GenerateParams, on_token: TokenSink) -> GenerationResult:
         prompt = params.prompt or ""
         self.prompts.append(prompt)
+        self.kept.append(params.keep_history)
         self._abort.clear()
         self._running = True
         try:
@@ -104,7 +106,8 @@ class FakeRuntime:
 
     def load_prompt_cache(self, path: str) -> None: ...
     def release_prompt_cache(self) -> None: ...
-    def clear_kv_cache(self, keep_system_prompt: bool, ranges: object = None) -> None: ...
+    def clear_kv_cache(self, keep_system_prompt: bool, ranges: object = None) -> None:
+        self.calls.append("clear_kv")
     def kv_cache_size(self) -> list[int]:
         return []
     def set_function_tools(self, system_prompt: str, tools_json: str, tool_response_str: str) -> None: ...

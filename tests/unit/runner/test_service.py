@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
 from dataclasses import replace
 
 from runner_fakes import FakeRuntime, Peer, make_spec
@@ -209,3 +211,46 @@ def test_a_runtime_call_is_answered_and_one_the_runtime_lacks_is_unsupported(pee
     error = peer.recv_until(Error)[-1]
     assert isinstance(error, Error) and (error.kind, error.feature) == ("Unsupported", "get_kv_cache_size")
     assert isinstance(generate(peer, "[[n=2]] still alive")[-1], Done)  # the runner survived
+
+
+REUSE_FEATURES = (Feature.CHAT_TEMPLATE, Feature.KEEP_HISTORY, Feature.CLEAR_KV_CACHE, Feature.PERF_STATS)
+
+
+def chat(peer: Peer, *messages: ChatMessage) -> list:
+    peer.send(Generate(RunnerGeneration(params=GenerateParams(), messages=messages)))
+    return peer.recv_until(Done | Error)  # type: ignore[arg-type]
+
+
+@contextlib.contextmanager
+def serving(runtime: FakeRuntime) -> Iterator[Peer]:
+    peer = Peer(runtime)
+    try:
+        peer.load()
+        yield peer
+    finally:
+        peer.sock.close()
+        peer.thread.join(5)
+
+
+def test_a_chat_turn_extending_the_cache_sends_only_the_new_messages() -> None:
+    runtime = FakeRuntime(REUSE_FEATURES, prefill_tokens=9)
+    with serving(runtime) as peer:
+        first = ChatMessage("user", "[[n=2]] hi there")
+        reply = text_of(chat(peer, first))
+        chat(peer, first, ChatMessage("assistant", reply), ChatMessage("user", "[[n=2]] more"))
+        assert runtime.kept == [True, True]
+        assert runtime.prompts[1].startswith("<|im_end|>") and "hi there" not in runtime.prompts[1]
+        assert runtime.calls.count("clear_kv") == 0  # the first run found the cache empty
+        # another conversation: the cache is cleared and the whole prompt prefilled
+        chat(peer, ChatMessage("user", "[[n=2]] someone else"))
+        assert runtime.calls.count("clear_kv") == 1 and "someone else" in runtime.prompts[2]
+        assert runtime.prompts[2].startswith("<|im_start|>user")
+
+
+def test_no_reuse_without_a_count_of_the_cache() -> None:
+    runtime = FakeRuntime(REUSE_FEATURES[:3])  # like 1.2.0: no perf, no get_kv_cache_size
+    with serving(runtime) as peer:
+        first = ChatMessage("user", "[[n=2]] hi there")
+        reply = text_of(chat(peer, first))
+        chat(peer, first, ChatMessage("assistant", reply), ChatMessage("user", "more"))
+        assert runtime.kept == [False, False] and "hi there" in runtime.prompts[1]

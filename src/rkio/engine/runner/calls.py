@@ -50,6 +50,7 @@ def _clear(runtime: Runtime, holds: HandleHolds, args: dict[str, Any], owner: st
     if holds.kv_owner != owner:
         return  # the cache holds nothing of this caller's: there is nothing of theirs to clear
     runtime.clear_kv_cache(bool(keep), pairs)
+    holds.kv_content = None  # whatever is left is no longer a known conversation
     if not keep and pairs is None:
         holds.kv_owner = None
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from rkio.engine.runner.kv_reuse import KvContent
 from rkio.engine.types import HandleState
 from rkio.runtime.base import ChatTemplateOverride, CrossAttnParams, Feature, FunctionTools, Runtime
 
@@ -36,6 +37,7 @@ class HandleHolds:
     cross_attn: CrossAttnParams | None = None
     prompt_cache_path: str | None = None
     kv_owner: str | None = None  # whose context the KV cache may hold; None = empty
+    kv_content: KvContent | None = None  # exactly what it holds, when an HTTP chat left it known
 
     @classmethod
     def after_load(cls, features: frozenset[Feature]) -> HandleHolds:
@@ -85,7 +87,7 @@ def apply(runtime: Runtime, holds: HandleHolds, wanted: HandleState) -> None:
         value = step.value
         if step.kind == "clear_kv":
             runtime.clear_kv_cache(False)
-            holds.kv_owner = None
+            holds.kv_owner = holds.kv_content = None
         elif step.kind == "chat_template":
             assert isinstance(value, ChatTemplateOverride)
             runtime.set_chat_template(value)
@@ -105,4 +107,6 @@ def apply(runtime: Runtime, holds: HandleHolds, wanted: HandleState) -> None:
             assert isinstance(value, str)
             runtime.load_prompt_cache(value)
             holds.prompt_cache_path = value
+    if holds.kv_owner != wanted.owner:
+        holds.kv_content = None
     holds.kv_owner = wanted.owner

@@ -64,6 +64,24 @@ def prepare(
     return params, tuple(dict.fromkeys(s for s in stops if s))
 
 
+def shared_prefix(gen: RunnerGeneration, template: ChatTemplate, prompt: str) -> str | None:
+    """The rendered leading system message (with the tools list) when ``prompt`` starts with it: the part
+    many conversations share. None for a chat without one, or a template that cannot render it alone."""
+    from rkio.errors import RkioError
+
+    if gen.messages is None:
+        return None
+    messages = with_system_prompt(gen.messages, gen.system_prompt)
+    if not messages or messages[0].role != "system":
+        return None
+    try:
+        prefix = template.render(messages[:1], tools=gen.tools, add_generation_prompt=False,
+                                 enable_thinking=gen.params.enable_thinking)
+    except RkioError:
+        return None
+    return prefix if len(prefix) < len(prompt) and prompt.startswith(prefix) else None
+
+
 def estimate_tokens(text: str) -> int:
     """A rough count (about four bytes per token) for backends that cannot tokenize."""
     return max(1, (len(text.encode("utf-8")) + 3) // 4)

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from rkio.engine.runner import calls, handle_state
+from rkio.engine.runner import calls, chat_turn, handle_state, prefix_cache
 from rkio.engine.runner.frames import (
     Abort,
     Call,
@@ -38,7 +38,7 @@ from rkio.engine.runner.frames import (
 )
 from rkio.engine.runner.memory import LoadDrop, measure
 from rkio.engine.runner.progress import LoadWorkMeter
-from rkio.engine.runner.prompt import model_template, prepare, prompt_tokens
+from rkio.engine.runner.prompt import model_template, prepare, prompt_tokens, shared_prefix
 from rkio.engine.runner.stops import StopScanner
 from rkio.engine.runner.writer import TokenWriter
 from rkio.engine.types import ModelSpec
@@ -85,6 +85,8 @@ class RunnerService:
         self._spec: ModelSpec | None = None
         self._template: ChatTemplate | None = None
         self._holds = handle_state.HandleHolds(chat_template=None)
+        self._max_context = 0  # the loaded context (max_context_len; <= 0 before a load: unknown)
+        self._prefixes: prefix_cache.PrefixCacheStore | None = None
         self._state_lock = threading.Lock()
         self._generating = False
         self._aborted = False
@@ -165,10 +167,15 @@ class RunnerService:
             runtime = self._factory(command.spec)
             self._runtime, self._spec = runtime, command.spec
             runtime.load(command.params)
+            self._max_context = command.params.max_context_len
             if Feature.CHAT_TEMPLATE in runtime.features:
                 # prompts arrive rendered with the model's template; the runtime must not wrap them again
                 runtime.set_chat_template(handle_state.RKIO_TEMPLATE)
             self._holds = handle_state.HandleHolds.after_load(runtime.features)
+            caches = command.spec.prefix_caches
+            if Feature.PROMPT_CACHE in runtime.features and prefix_cache.enabled(caches, runtime.name):
+                assert caches is not None
+                self._prefixes = prefix_cache.PrefixCacheStore(caches)
             for name, path, scale in command.spec.lora_adapters:
                 runtime.load_lora(LoraAdapter(path=path, name=name, scale=scale))
         except BaseException as exc:
@@ -196,7 +203,12 @@ class RunnerService:
             self._send_error(exc, default="InvalidRequest")
             return
         try:
-            handle_state.apply(runtime, self._holds, gen.handle_state or handle_state.HTTP_STATE)
+            prefix = None
+            if self._prefixes is not None and self._template is not None and params.prompt is not None:
+                prefix = shared_prefix(gen, self._template, params.prompt)
+            params, wanted, turn = chat_turn.begin(gen, params, runtime, spec, self._holds, self._context(),
+                                                   self._prefixes, prefix)
+            handle_state.apply(runtime, self._holds, wanted)
         except BaseException as exc:
             self._send_error(exc, default="RuntimeFailure")
             return
@@ -208,6 +220,8 @@ class RunnerService:
         count = 0
         cut = ""  # why the runner ended the stream itself: "stop" (stop string) or "length"
 
+        collect = turn.generated.append if turn is not None else None
+
         def on_token(token: Token) -> bool:
             # The reply may end at a stop string or at the limit while the runtime would have stopped
             # there anyway (EOS), so the runtime is stopped only when it delivers one token more: a stop
@@ -217,6 +231,8 @@ class RunnerService:
             if cut:
                 return False
             count += 1
+            if collect is not None:
+                collect(token.text)  # what the KV cache now holds of the reply, stop strings and all
             if scanner is None:
                 push(token.text, token.token_id)
             else:
@@ -248,6 +264,12 @@ class RunnerService:
             if text or ids:
                 writer.push_many(text, ids)
         finish = cut or ("abort" if aborted else "stop" if result.finish == "paused" else result.finish)
+        if turn is not None:
+            try:
+                chat_turn.finish(turn, runtime, self._holds, result.finish, cut=bool(cut) or aborted,
+                                 perf=result.perf, max_context_len=self._context())
+            except RkioError as exc:
+                log.warning("KV cache length unknown after the run (%s): cleared next time", exc)
         perf = result.perf
         memory = measure(perf.memory_usage_mb if perf is not None else None,
                          available_drop=self._drop.sample())
@@ -255,6 +277,10 @@ class RunnerService:
         matched = scanner.matched if scanner is not None and cut == "stop" else None
         writer.send(Done(finish, prompt_tokens(params, perf, runtime), count, perf, memory, result.outputs,
                          matched))
+
+    def _context(self) -> int:
+        """The loaded context length; 0 when unknown (the runtime's limit: then no run reuses the cache)."""
+        return max(0, self._max_context)
 
     def _call(self, command: Call) -> None:
         runtime = self._runtime
