@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 SIM_OUT := build/sim
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv sim test test-unit test-integration test-e2e lint run bench clean
+.PHONY: all venv sim test test-unit test-integration test-e2e soak lint run bench clean
 
 all: test
 
@@ -36,6 +36,10 @@ test-integration: venv sim
 
 test-e2e: venv sim
 	RKIO_SIM_DIR=$(abspath $(SIM_OUT)) $(PY) -m pytest -q tests/e2e
+
+# The chaos soak, long profile (a few minutes); `make test` runs the short one (tests/soak/test_soak.py).
+soak: venv sim
+	RKIO_SIM_DIR=$(abspath $(SIM_OUT)) $(PY) tests/soak/soak.py --profile long
 
 run:
 	VENV=$(VENV) scripts/run.sh

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "handle.h"
+#include "npu_jobs.h"
 #include "strbuf.h"
 
 #if !SIM_RUN_ASYNC_BROKEN
@@ -30,7 +31,9 @@ static const char* keep(async_job* j, int slot, const char* s) {
 
 static void* async_main(void* arg) {
     async_job* j = arg;
+    long long job = sim_npu_job_enter(j->h->model_path, &j->in);
     sim_run_impl(j->h, &j->in, j->has_infer ? &j->infer : NULL, j->userdata, 1);
+    sim_npu_job_leave(job);
     atomic_store(&j->h->running, 0);
     for (int i = 0; i < 8; i++) free(j->strings[i]);
     free(j->arrays[0]);

@@ -9,8 +9,10 @@
 #include "kv_context.h"
 #include "multimodal.h"
 #include "npu_buffers.h"
+#include "npu_jobs.h"
 #include "npu_memory.h"
 #include "reply.h"
+#include "run_faults.h"
 #include "strbuf.h"
 
 /* The template used when rkllm_set_chat_template was never called. The real runtime takes it from the
@@ -242,6 +244,8 @@ static int run_body(sim_handle* h, RKLLMInput* in, RKLLMInferParam* infer, void*
         set_finish(h, "error", 0);
         return -1;
     }
+    sim_faults faults;
+    sim_run_faults(&h->faults, templated, &faults);
     const char* lora = find_lora(h, infer);
     int text_input = in->input_type == RKLLM_INPUT_PROMPT || in->input_type == RKLLM_INPUT_MULTIMODAL;
     if (h->model.context_reply) context_view(h, templated, text_input, lora, &prompt);
@@ -282,10 +286,11 @@ static int run_body(sim_handle* h, RKLLMInput* in, RKLLMInferParam* infer, void*
 
     /* A run that will hang is deaf to rkllm_abort from its start, so "abort before the hang point" cannot
      * race with the fault and tests see the same hang every time. */
-    int deaf = h->faults.hang_at_token >= 0 && h->faults.hang_at_token < limit;
+    int deaf = faults.hang_at_token >= 0 && faults.hang_at_token < limit;
     atomic_int never_abort = 0;
     atomic_int* abort_flag = deaf ? &never_abort : &h->abort_requested;
     long long t0 = sim_now_us();
+    sim_slow_prefill(&faults);
     int aborted = sim_sleep_us(h->prefill_us * (prompt_tokens - cache_hit), abort_flag);
     long long t1 = sim_now_us();
     pthread_mutex_lock(&h->lock);
@@ -328,15 +333,15 @@ static int run_body(sim_handle* h, RKLLMInput* in, RKLLMInferParam* infer, void*
     int paused = 0;
     sim_token tok;
     while (!aborted && generated < limit) {
-        if (generated == h->faults.hang_at_token) {
+        if (generated == faults.hang_at_token) {
             /* Fault hang_at_token: stuck inside the NPU, deaf to rkllm_abort. */
             for (;;) pause();
         }
-        if (generated == h->faults.segv_at_token) {
+        if (generated == faults.segv_at_token) {
             fflush(stderr);
             raise(SIGSEGV);
         }
-        if (generated == h->faults.exit_at_token) _exit(3);
+        if (generated == faults.exit_at_token) _exit(3);
         if (kv >= h->max_context_len) {
             finish = "context";
             break;
@@ -413,7 +418,9 @@ SIM_API int rkllm_run(LLMHandle handle, RKLLMInput* rkllm_input, RKLLMInferParam
     }
     atomic_store(&h->generating, 1);
     atomic_store(&h->abort_requested, 0);
+    long long job = sim_npu_job_enter(h->model_path, rkllm_input);
     int rc = sim_run_impl(h, rkllm_input, rkllm_infer_params, userdata, 0);
+    sim_npu_job_leave(job);
     atomic_store(&h->running, 0);
     return rc;
 }

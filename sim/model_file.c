@@ -59,6 +59,7 @@ void sim_faults_parse(const char* spec, sim_faults* f) {
         else if (!strcmp(item, "exit_at_token")) f->exit_at_token = arg;
         else if (!strcmp(item, "slow_init")) f->slow_init_ms += arg;
         else if (!strcmp(item, "hang_init")) f->hang_init = 1;
+        else if (!strcmp(item, "slow_prefill")) f->slow_prefill_ms += arg;
         else fprintf(stderr, "W rkllm-sim: unknown fault '%s' ignored\n", item);
     }
 }

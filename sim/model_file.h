@@ -16,6 +16,7 @@ typedef struct {
     long long exit_at_token;
     long long slow_init_ms;
     int hang_init;
+    long long slow_prefill_ms; /* run_faults.h */
 } sim_faults;
 
 typedef struct {

@@ -64,7 +64,7 @@ unsigned long long self_start_time(void) {
     return s;
 }
 
-static int owner_alive(int pid, unsigned long long start) {
+int owner_alive(int pid, unsigned long long start) {
     unsigned long long s = 0;
     int dead = 0;
     if (proc_start_time(pid, &s, &dead) != 0) return 0;
@@ -159,14 +159,10 @@ static void render_state(const state* s, strbuf* sb) {
                   s->oom[i].bytes);
 }
 
-/* Opens and exclusively locks the state file, loads it and drops reservations of dead owners.
- * Returns the fd (to pass to state_close) or -1. */
-int state_open(state* s) {
-    char path[PATH_MAX];
-    sim_state_path(path, sizeof(path));
+int locked_file_open(const char* path) {
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) {
-        fprintf(stderr, "E rkllm-sim: cannot open state file %s: %s\n", path, strerror(errno));
+        fprintf(stderr, "E rkllm-sim: cannot open the state file %s: %s\n", path, strerror(errno));
         return -1;
     }
     while (flock(fd, LOCK_EX) != 0) {
@@ -175,6 +171,28 @@ int state_open(state* s) {
             return -1;
         }
     }
+    return fd;
+}
+
+void locked_file_close(int fd, const strbuf* contents) {
+    if (contents && ftruncate(fd, 0) == 0) {
+        size_t off = 0;
+        while (off < contents->len) {
+            ssize_t w = pwrite(fd, contents->data + off, contents->len - off, (off_t)off);
+            if (w <= 0) break;
+            off += (size_t)w;
+        }
+    }
+    flock(fd, LOCK_UN);
+    close(fd);
+}
+
+/* Opens and exclusively locks the state file, loads it and drops reservations of dead owners.
+ * Returns the fd (to pass to state_close) or -1. */
+int state_open(state* s) {
+    char path[PATH_MAX];
+    int fd = locked_file_open(sim_state_path(path, sizeof(path)));
+    if (fd < 0) return -1;
     int dup_fd = dup(fd);
     FILE* f = dup_fd >= 0 ? fdopen(dup_fd, "r") : NULL;
     if (f) {
@@ -192,23 +210,12 @@ int state_open(state* s) {
 }
 
 void state_close(int fd, state* s, int write_back) {
-    if (write_back) {
-        strbuf sb;
-        sb_init(&sb);
-        render_state(s, &sb);
-        if (ftruncate(fd, 0) == 0) {
-            size_t off = 0;
-            while (off < sb.len) {
-                ssize_t w = pwrite(fd, sb.data + off, sb.len - off, (off_t)off);
-                if (w <= 0) break;
-                off += (size_t)w;
-            }
-        }
-        sb_free(&sb);
-    }
+    strbuf sb;
+    sb_init(&sb);
+    if (write_back) render_state(s, &sb);
+    locked_file_close(fd, write_back ? &sb : NULL);
+    sb_free(&sb);
     state_free(s);
-    flock(fd, LOCK_UN);
-    close(fd);
 }
 
 long long used_total(const state* s) {

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 
 #include "npu_memory.h"
+#include "strbuf.h"
 
 typedef struct {
     long long id;
@@ -59,6 +60,12 @@ typedef struct {
 
 long long now_ms(void);
 unsigned long long self_start_time(void);
+/* 1 when pid is running and is the process that started at start (not a zombie, not a recycled pid). */
+int owner_alive(int pid, unsigned long long start);
+/* Opens (creating it) and exclusively locks a machine-wide record file; the fd, or -1 with an E line. */
+int locked_file_open(const char* path);
+/* Replaces the file's contents with `contents` (unless NULL), unlocks and closes it. */
+void locked_file_close(int fd, const strbuf* contents);
 void state_free(state* s);
 /* Opens and exclusively locks the state file, loads it and drops reservations of dead owners.
  * Returns the fd (to pass to state_close) or -1. */

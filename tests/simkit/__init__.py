@@ -23,6 +23,7 @@ from simkit.library import (
     sim_dir,
     sim_library,
 )
+from simkit.npu_jobs import npu_jobs_path, read_npu_jobs
 from simkit.replies import (
     DEFAULT_POSTFIX,
     DEFAULT_PREFIX,
@@ -78,8 +79,10 @@ __all__ = [
     "footprint",
     "hidden_row",
     "make_model",
+    "npu_jobs_path",
     "parse_prompt",
     "prompt_tokens",
+    "read_npu_jobs",
     "read_state",
     "reply_length",
     "sim_dir",

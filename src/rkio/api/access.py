@@ -3,6 +3,8 @@ an unexpected exception into a 500 in the protocol's shape (the traceback goes t
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -13,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from rkio.api.errors import as_rkio_error, error_response, protocol_for_path
 from rkio.api.metrics import ApiMetrics
 from rkio.engine.types import Done
+from rkio.errors import ShuttingDown
 
 log = logging.getLogger("rkio.access")
 
@@ -99,6 +102,16 @@ class RequestLog:
             record.outcome, record.error = f"error:{err.kind}", err.message
             if status == 0:
                 await error_response(err, protocol_for_path(scope["path"]))(scope, receive, send_wrapper)
+        except asyncio.CancelledError:
+            # uvicorn cancels the requests still running when the stop grace is over; one whose response has
+            # not started (queued, loading) still gets an answer in its protocol's shape, not a plain-text 500
+            if status == 0:
+                err = ShuttingDown("server is shutting down")
+                record.outcome, record.error = f"error:{err.kind}", err.message
+                answer = error_response(err, protocol_for_path(scope["path"]))
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(answer(scope, receive, send_wrapper), 1)
+            raise
         finally:
             self._report(scope, record, status)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 from dataclasses import replace
 
@@ -124,6 +125,23 @@ def test_gateway_going_away_mid_generation_aborts_and_destroys() -> None:
     peer.thread.join(5)
     assert not peer.thread.is_alive()
     assert peer.runtime.calls[-2:] == ["abort", "destroy"]
+
+
+def test_a_runtime_deaf_to_abort_after_the_gateway_went_away_ends_the_process() -> None:
+    class DeafRuntime(FakeRuntime):
+        def abort(self) -> None:
+            self.calls.append("abort")  # a hung NPU job: the abort changes nothing
+
+    orphaned = threading.Event()
+    peer = Peer(DeafRuntime(), orphan_exit_s=0, orphaned=orphaned.set)
+    peer.load()
+    peer.send(Generate(RunnerGeneration(params=GenerateParams(prompt="[[n=50]] [[block]] w"))))
+    assert isinstance(peer.recv(), Tokens)
+    peer.sock.close()
+    assert orphaned.wait(5), "the runner would outlive its gateway forever"
+    assert peer.thread.is_alive() and peer.runtime.calls[-1] == "abort"
+    peer.runtime._abort.set()  # let the fake return so the thread ends
+    peer.thread.join(5)
 
 
 def test_load_failure_reports_and_exits_with_status_3() -> None:

@@ -52,17 +52,29 @@ log = logging.getLogger("rkio.runner")
 
 RuntimeFactory = Callable[[ModelSpec], Runtime]
 IDLE_WAIT_S = 10.0  # how long stop waits for is_running() to drop after an abort before destroying anyway
+# Once the gateway is gone: time for the abort, that wait and the destroy, then the runner exits hard.
+ORPHAN_EXIT_S = IDLE_WAIT_S + 2.0
+EXIT_ORPHANED = 4
+
+
+def exit_orphaned() -> None:
+    """The gateway is gone and the runtime does not stop: leave, so the kernel frees what it holds."""
+    log.error("the gateway is gone and the runtime ignored the abort for %.0f s; exiting", ORPHAN_EXIT_S)
+    os._exit(EXIT_ORPHANED)
 SYNC_LINE = "rkio-runner: sync {}\n"
 
 
 class RunnerService:
     """Serves one model: commands arrive on ``sock``, frames leave through the pipe ``out_fd``.
 
-    Runs until told to stop or the gateway goes away (EOF on ``sock``).
+    Runs until told to stop or the gateway goes away (EOF on ``sock``). A runtime that ignores the abort then
+    (a hung NPU job) would keep the process, its NPU memory and the NPU itself with nobody left to kill it,
+    so ``orphaned`` (default: exit the process) runs if ``serve`` has not returned ``orphan_exit_s`` later.
     """
 
     def __init__(self, sock: socket.socket, out_fd: int, runtime_factory: RuntimeFactory, *,
-                 heartbeat_s: float = 1.0, stderr_fd: int = 2) -> None:
+                 heartbeat_s: float = 1.0, stderr_fd: int = 2, orphan_exit_s: float = ORPHAN_EXIT_S,
+                 orphaned: Callable[[], None] = exit_orphaned) -> None:
         self._sock = sock
         self._factory = runtime_factory
         self._heartbeat_s = heartbeat_s
@@ -79,6 +91,9 @@ class RunnerService:
         self._generating = False
         self._aborted = False
         self._markers = 0
+        self._orphan_exit_s = orphan_exit_s
+        self._orphaned = orphaned
+        self._served = threading.Event()
         self._drop = LoadDrop()  # what the load took from the machine (see LoadDrop)
         self._vision: vision.VisionEncoder | None = None  # a vision model's image encoder
 
@@ -103,6 +118,7 @@ class RunnerService:
             elif isinstance(command, Call):
                 self._call(command)
         self._writer.close()
+        self._served.set()
         return code
 
     def _read(self) -> None:
@@ -123,6 +139,8 @@ class RunnerService:
         # the gateway is gone (or said nothing more): stop whatever runs, destroy, exit
         self._abort()
         self._commands.put(None)
+        if not self._served.wait(self._orphan_exit_s):
+            self._orphaned()
 
     def _abort(self) -> None:
         with self._state_lock:
