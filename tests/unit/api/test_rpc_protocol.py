@@ -9,6 +9,7 @@ import pytest
 from fake_engine import FakeEngine
 from rpc_helpers import Peer, http_peer, make_service, push_peer
 
+from loop_steps import run_ready_callbacks
 from rkio.api.jsonrpc.protocol import MAX_DEPTH
 
 
@@ -161,7 +162,7 @@ async def test_a_session_answers_at_most_max_in_flight_at_once(tmp_path: Path) -
         assert peer.session.try_admit(one())
     assert not peer.session.try_admit(one())  # UDP drops (and says busy) beyond the limit
     waiting = asyncio.ensure_future(peer.session.admit(one()))  # line transports and WebSocket wait
-    await asyncio.sleep(0)
+    await run_ready_callbacks()  # one turn of the ready queue, no timing
     assert not waiting.done()
     gate.set()
     await asyncio.wait_for(waiting, 5)

@@ -11,6 +11,7 @@ import pytest
 from fake_engine import FakeEngine
 from rpc_helpers import FakeClock, http_peer, make_service, push_peer
 
+from loop_steps import run_ready_callbacks
 from rkio.api.jsonrpc.service import RpcService
 from rkio.runtime.rkllm.features import features_of
 from rkio.runtime.rkllm.layouts import Generation
@@ -235,7 +236,7 @@ async def test_http_pull_stream_and_expiry(engine: FakeEngine, tmp_path: Path) -
     stream_id = (await peer.call("rkllm.run", {"handle_id": handle, "prompt": "x", "stream": True}))[
         "stream_id"
     ]
-    await asyncio.sleep(0)
+    await run_ready_callbacks()  # one turn of the ready queue, no timing
     clock.now += service.settings.rpc_stream_ttl + 1
     await service.sweep_once()
     assert engine.cancelled and (await peer.error("rkllm.run", {"stream_id": stream_id}))["code"] == -32001
@@ -249,7 +250,7 @@ async def test_abort_from_a_second_request_and_is_running(engine: FakeEngine, se
     assert (await peer.call("rkllm.is_running"))["is_running"] is False
     run = asyncio.ensure_future(peer.call("rkllm.run", {"prompt": "x"}))
     await asyncio.wait_for(engine.request_seen.wait(), 5)
-    await asyncio.sleep(0)
+    await run_ready_callbacks()  # one turn of the ready queue, no timing
     running = await peer.call("rkllm.is_running")
     assert running == {"is_running": True, "status_code": 0}
     assert (await peer.call("rkllm.abort"))["message"] == "Task aborted successfully"
