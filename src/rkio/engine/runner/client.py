@@ -16,8 +16,9 @@ import signal
 import sys
 from collections import deque
 from collections.abc import AsyncGenerator, Callable, Mapping
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
+from rkio.engine.runner.child import TERM_GRACE_S, ChildProcess, Phase
 from rkio.engine.runner.frames import (
     Abort,
     Call,
@@ -40,7 +41,6 @@ from rkio.engine.runner.frames import (
     encode,
 )
 from rkio.engine.runner.memory import runner_memory
-from rkio.engine.runner.output import RunnerOutput
 from rkio.engine.runner.progress import LoadWork, made_progress
 from rkio.engine.runner.spawn import spawn_runner
 from rkio.engine.runner.wire_errors import to_exception
@@ -50,8 +50,6 @@ from rkio.runtime.base import LoadParams
 
 log = logging.getLogger("rkio.runner")
 
-Phase = Literal["load", "generation", "idle", "stop"]
-TERM_GRACE_S = 2.0  # after SIGTERM, before SIGKILL
 
 
 class _Channel(asyncio.Protocol):
@@ -85,13 +83,12 @@ class RunnerProcess:
         self.runtime_name = ""
         self.features: frozenset[str] = frozenset()
         self.load_s: float | None = None
-        self._proc = proc
+        self._child = ChildProcess(proc, f"runner {spec.name} [{proc.pid}]")
+        self._output = self._child.output
         self._phase: Phase = "load"
         self._died_during: Phase | None = None
         self._transport: asyncio.Transport | None = None  # commands
         self._pipe: asyncio.ReadTransport | None = None  # frames
-        self._output = RunnerOutput(f"runner {spec.name} [{proc.pid}]")
-        self._output_task = asyncio.ensure_future(self._read_output())
         self._memory: RunnerMemory | None = None
         self._loop = asyncio.get_running_loop()
         self._last_progress = self._loop.time()
@@ -219,7 +216,7 @@ class RunnerProcess:
     @property
     def alive(self) -> bool:
         """False from the moment the frame pipe closed: the runner is dead, or exiting."""
-        return not self._eof and self._proc.returncode is None
+        return not self._eof and self._child.running
 
     def when_dead(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` when the frame pipe closes (from the event loop, soon, if it already has)."""
@@ -365,7 +362,7 @@ class RunnerProcess:
 
     async def stop(self, grace: float) -> RunnerExit:
         """Abort, destroy the handle, end the process (SIGTERM, then SIGKILL to its group), reap it."""
-        if self._proc.returncode is None and not self._eof:
+        if self._child.running and not self._eof:
             if not await self.abort(grace):
                 self.kill()
             self._phase = "stop"
@@ -373,7 +370,7 @@ class RunnerProcess:
             try:
                 await asyncio.wait_for(asyncio.shield(self.wait()), grace)
             except TimeoutError:
-                self._signal_group(signal.SIGTERM)
+                self._child.signal_group(signal.SIGTERM)
                 try:
                     await asyncio.wait_for(asyncio.shield(self.wait()), min(grace, TERM_GRACE_S))
                 except TimeoutError:
@@ -382,12 +379,7 @@ class RunnerProcess:
 
     def kill(self) -> None:
         """SIGKILL the runner's process group now."""
-        self._signal_group(signal.SIGKILL)
-
-    def _signal_group(self, sig: signal.Signals) -> None:
-        if self._proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.pid, sig)
+        self._child.signal_group(signal.SIGKILL)
 
     async def wait(self) -> RunnerExit:
         """Resolves when the process has been reaped, with how it ended."""
@@ -396,18 +388,11 @@ class RunnerProcess:
         return await asyncio.shield(self._exit_task)
 
     async def _reap(self) -> RunnerExit:
-        code = await self._proc.wait()
+        code = await self._child.exit_code()
         if self._died_during is None:
             self._died_during = self._phase
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(self._output_task), TERM_GRACE_S)
+        await self._child.drain_output()
         for transport in (self._transport, self._pipe):
             if transport is not None:
                 transport.close()
-        signum = -code if code < 0 else None
-        return RunnerExit(returncode=None if signum else code, signal=signum, during=self._died_during,
-                          last_error=self._output.exit_detail(failed=signum is None and code != 0))
-
-    async def _read_output(self) -> None:
-        assert self._proc.stdout is not None
-        await self._output.run(self._proc.stdout)
+        return self._child.exit(code, self._died_during)
