@@ -8,11 +8,9 @@ within one decode step.
 from __future__ import annotations
 
 import gc
-import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from rkio.errors import ContextLengthExceeded, InvalidRequest, LoadFailed, RuntimeFailure, Unsupported
@@ -33,6 +31,7 @@ from rkio.runtime.base import (
     require_mode,
 )
 from rkio.runtime.chat import ChatTemplate, TemplateError, guess_preset
+from rkio.runtime.llamacpp_amx import construction_guard
 from rkio.runtime.llamacpp_outputs import special_run
 from rkio.runtime.utf8 import Utf8Reassembler
 
@@ -61,58 +60,12 @@ _RANDOM_SEED = 0xFFFFFFFF  # LLAMA_DEFAULT_SEED: llama.cpp picks a random seed
 PREFILL_SLICE_S = 0.5
 PREFILL_CHUNK = (8, 512)  # bounds on tokens per chunk; the first chunk has 32
 
-_log = logging.getLogger(__name__)
-# llama.cpp's AMX matrix kernels (used for the weights it repacks into "extra" buffers on CPUs with
-# AMX_INT8, e.g. Xeon Sapphire Rapids) are broken: llama-cpp-python 0.3.36 segfaults in
-# ggml_backend_amx_mul_mat on the first prompt of more than a few tokens, and 0.3.16 computes wrong
-# logits (its tile unpacking reads the wrong block). Same model, same prompts, the plain CPU path answers
-# correctly. So where the build has AMX, models load without extra buffer types.
-_AMX_FLAG = b"AMX_INT8 = 1"
-_construction = threading.Lock()  # the model-params patch below is process-wide while it is in place
-
-
 def _llama_cpp() -> Any:
     try:
         import llama_cpp
     except ImportError as exc:
         raise LoadFailed("the CPU runtime needs llama-cpp-python: pip install 'rkio[cpu]'") from exc
     return llama_cpp
-
-
-def _has_amx(llama_cpp: Any) -> bool:
-    """Whether this llama.cpp build uses AMX kernels on this CPU (its system info says so)."""
-    return _AMX_FLAG in bytes(llama_cpp.llama_print_system_info() or b"")
-
-
-@contextmanager
-def _construct_without_extra_buffers(llama_cpp: Any) -> Iterator[None]:
-    """While in place, every ``Llama`` built gets model params with ``use_extra_bufts`` off.
-
-    ``Llama`` takes no argument for it and builds its params from ``llama_model_default_params`` inside
-    ``__init__``, so the default is wrapped for the duration of one construction.
-    """
-    bindings = llama_cpp.llama_cpp
-    original = bindings.llama_model_default_params
-
-    def without_extra_buffers() -> Any:
-        params = original()
-        params.use_extra_bufts = False
-        return params
-
-    with _construction:
-        bindings.llama_model_default_params = without_extra_buffers
-        try:
-            yield
-        finally:
-            bindings.llama_model_default_params = original
-
-
-def _construction_guard(llama_cpp: Any) -> Any:
-    if not _has_amx(llama_cpp):
-        return _construction
-    _log.warning("llama.cpp uses AMX on this CPU; loading without its extra (AMX/repacked) buffers, "
-                 "whose kernels crash or compute wrong results")
-    return _construct_without_extra_buffers(llama_cpp)
 
 
 def _version() -> str:
@@ -148,7 +101,7 @@ class LlamaCppRuntime:
         llama_cpp = _llama_cpp()
         seed = params.sampling.seed
         try:
-            with _construction_guard(llama_cpp):
+            with construction_guard(llama_cpp):
                 self._llama = llama_cpp.Llama(
                     model_path=params.model_path,
                     n_ctx=params.max_context_len,
