@@ -14,10 +14,10 @@ from typing import Any
 
 from rkio.engine.events import GenerationDone, Request, TokenStall
 from rkio.engine.session import end_request
-from rkio.engine.supervisor import Finished, Grant, Supervisor
+from rkio.engine.supervisor import Grant, Supervisor
 from rkio.engine.types import GenerationRequest, ModelSpec, RuntimeCall
 from rkio.engine.watchdog import Watchdog
-from rkio.errors import InvalidRequest, RkioError, RunnerCrashed, RuntimeFailure
+from rkio.errors import InvalidRequest, RkioError, RunnerCrashed
 
 # and a vision model's encoder calls (rkio.engine.runner.vision.perform)
 OPS = ("load_lora", "get_kv_cache_size", "clear_kv_cache", "encode_image", "rknn_query", "rknn_run")
@@ -94,12 +94,9 @@ async def runtime_call(sup: Supervisor, spec: ModelSpec, lease: str, call: Runti
     ended = False
     try:
         while grant is None:
-            item = await box.items.get()
+            item = await box.until_grant()
             if type(item) is Grant:
                 grant = item
-            elif type(item) is Finished:
-                ended = True
-                raise item.error or RuntimeFailure("request finished without a grant")
         # a runtime that hangs in a call is handled like a generation without a first token: the
         # scheduler aborts, and kills the runner when the abort does not help (calls cannot be aborted)
         settings = sup.settings
@@ -118,4 +115,4 @@ async def runtime_call(sup: Supervisor, spec: ModelSpec, lease: str, call: Runti
         sup.post(GenerationDone(rid, "ok"))
         return value
     finally:
-        end_request(sup, rid, box, grant, None, ended)
+        end_request(sup, rid, box, grant, None, ended or box.finished)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from rkio.engine.types import EngineEvent
-from rkio.errors import RkioError
+from rkio.errors import RkioError, RuntimeFailure
 
 if TYPE_CHECKING:
     from rkio.engine.supervisor import Runner
@@ -39,6 +39,16 @@ class Mailbox:
     closed: bool = False
     error: RkioError | None = None  # set by an abort: the generation must end with it
     runner: Runner | None = None
+    finished: bool = False  # a Finished was read: the scheduler already ended this request
+
+    async def until_grant(self) -> Grant | EngineEvent:
+        """The next item before the grant: the ``Grant`` or a progress event. A ``Finished`` (the request
+        ends without a grant) is raised as its error."""
+        item = await self.items.get()
+        if isinstance(item, Finished):
+            self.finished = True
+            raise item.error or RuntimeFailure("request finished without a grant")
+        return item
 
     def unread_grant(self) -> Grant | None:
         """A grant can arrive after the client stopped listening; it must still be handed back."""

@@ -12,7 +12,7 @@ from collections.abc import AsyncGenerator
 from typing import Any, Literal
 
 from rkio.engine.events import Cancel, GenerationDone, Outcome, Request, TokenStall
-from rkio.engine.mailbox import Finished, Grant, Mailbox
+from rkio.engine.mailbox import Grant, Mailbox
 from rkio.engine.run_plan import plan_generation
 from rkio.engine.supervisor import Supervisor
 from rkio.engine.types import (
@@ -90,12 +90,9 @@ async def generate(
     watchdog: Watchdog | None = None
     try:
         while grant is None:
-            item = await box.items.get()
+            item = await box.until_grant()
             if type(item) is Grant:
                 grant = item
-            elif type(item) is Finished:
-                ended = True
-                raise item.error or RuntimeFailure("request finished without a grant")
             else:
                 yield item  # type: ignore[misc]
         if box.error is not None:
@@ -142,7 +139,7 @@ async def generate(
     finally:
         if watchdog is not None:
             watchdog.cancel()
-        end_request(sup, rid, box, grant, stream, ended)
+        end_request(sup, rid, box, grant, stream, ended or box.finished)
 
 
 def end_request(sup: Supervisor, rid: int, box: Mailbox, grant: Grant | None,
