@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from enum import Enum, StrEnum
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+import msgspec
+
 from rkio.errors import Unsupported
 
 if TYPE_CHECKING:
@@ -211,9 +213,9 @@ class GenerateParams:
     json_schema: str | None = None  # JSON text of a schema the output must match (Feature.JSON_SCHEMA)
 
 
-@dataclass(frozen=True, slots=True)
-class Token:
-    """One runtime callback after UTF-8 reassembly: whole characters only."""
+class Token(msgspec.Struct, frozen=True, gc=False):
+    """One runtime callback after UTF-8 reassembly: whole characters only (a msgspec struct: its
+    ``__init__`` is C, and one is made per token)."""
 
     text: str
     token_id: int

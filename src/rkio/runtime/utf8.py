@@ -17,14 +17,21 @@ class Utf8Reassembler:
     generation (or the C callback it runs in) down.
     """
 
-    __slots__ = ("_decoder",)
+    __slots__ = ("_decoder", "_holding")
 
     def __init__(self) -> None:
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._holding = False  # the decoder may hold the start of a character
 
     def feed(self, data: bytes) -> str:
         """Add ``data``; return the characters it completes (possibly "")."""
-        return self._decoder.decode(data, final=False)
+        if not self._holding and data[-1:] < b"\x80":
+            # nothing held and the piece ends in ASCII, so it cannot end inside a character: a plain
+            # decode gives what the incremental decoder would, without its Python-level call
+            return data.decode("utf-8", "replace")
+        text = self._decoder.decode(data, final=False)
+        self._holding = bool(self._decoder.getstate()[0])
+        return text
 
     @property
     def pending(self) -> bytes:
@@ -36,4 +43,5 @@ class Utf8Reassembler:
         """End of stream: a dangling partial character becomes U+FFFD; the decoder is reset."""
         text = self._decoder.decode(b"", final=True)
         self._decoder.reset()
+        self._holding = False
         return text

@@ -195,8 +195,9 @@ def build_layout(g: Generation) -> Layout:
     hidden = _struct("RKLLMResultLastHiddenLayer", [
         ("hidden_states", POINTER(c_float)), ("embd_size", c_int), ("num_tokens", c_int)])
     logits = perf = None
-    # text stays a raw pointer: a token can end inside a UTF-8 character, so it is read as bytes
-    result_fields: Fields = [("text", c_void_p), ("token_id", c_int32), ("last_hidden_layer", hidden)]
+    # text reads as bytes up to its NUL (a c_char_p never gives str): a token can end inside a UTF-8
+    # character, so the reassembler decodes it
+    result_fields: Fields = [("text", c_char_p), ("token_id", c_int32), ("last_hidden_layer", hidden)]
     if g >= Generation.V1_2_0:
         logits = _struct("RKLLMResultLogits", [
             ("logits", POINTER(c_float)), ("vocab_size", c_int), ("num_tokens", c_int)])

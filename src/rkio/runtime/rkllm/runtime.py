@@ -86,11 +86,12 @@ class RkllmRuntime:
         self._load = params
 
     def _make_callback(self) -> Any:
-        returns_int = self.generation >= Generation.V1_2_1
+        if self.generation >= Generation.V1_2_1:
+            on_result: Callable[[Any, int | None, int], int | None] = self._on_result
+        else:  # the callback returns void before 1.2.1
 
-        def on_result(result: Any, userdata: int | None, state: int) -> int | None:
-            action = self._on_result(result, userdata, state)
-            return action if returns_int else None
+            def on_result(result: Any, userdata: int | None, state: int) -> None:
+                self._on_result(result, userdata, state)
 
         function = self._layout.result_callback(on_result)
         self._callbacks = [function]

@@ -6,7 +6,6 @@ re-raised by ``RkllmRuntime.generate`` once rkllm_run has returned.
 
 from __future__ import annotations
 
-import ctypes
 from typing import Any
 
 from rkio.errors import RuntimeFailure
@@ -52,6 +51,22 @@ class RunSession:
     def on_result(self, result: Any, state: int) -> int:
         """Handle one callback; returns CONTINUE or PAUSE. Never raises."""
         try:
+            if state in TOKEN_STATES and self.mode == "generate":
+                # a token: the path every token takes, written out rather than called (one callback per
+                # token at an NPU's pace is a cold start of all the code it runs)
+                if not result or self.stop_requested or self.abort_requested:
+                    return CONTINUE  # tokens still in flight after a stop are not the caller's any more
+                contents = result.contents
+                self.n_tokens += 1
+                self.last_token_id = token_id = contents.token_id
+                decoder = self.decoder
+                text = decoder.feed(contents.text or b"")
+                if (text or not decoder.pending) and self.sink(Token(text, token_id)) is False:
+                    self.stop_requested = True
+                if self.pause_requested and not self.stop_requested:
+                    self.paused = True
+                    return PAUSE
+                return CONTINUE
             return self._handle(result, state)
         except BaseException as exc:  # nothing may propagate into C
             self.error = exc
@@ -62,7 +77,7 @@ class RunSession:
         if state == RUN_FINISH:
             self.finished = True
             if result:
-                self._deliver(_text(result.contents), counted=False)
+                self._deliver(result.contents.text or b"", counted=False)
                 if self.has_perf:
                     self.perf = _perf(result.contents.perf)
             self._emit(self.decoder.flush())
@@ -72,16 +87,6 @@ class RunSession:
             return CONTINUE
         if self.mode != "generate":
             return self._special(result, state)
-        if state not in (RUN_NORMAL, RUN_WAITING) or not result:
-            return CONTINUE
-        if self.stop_requested or self.abort_requested:
-            return CONTINUE  # tokens still in flight after a stop are not the caller's any more
-        self.n_tokens += 1
-        self.last_token_id = int(result.contents.token_id)
-        self._deliver(_text(result.contents), counted=True)
-        if self.pause_requested and not self.stop_requested:
-            self.paused = True
-            return PAUSE
         return CONTINUE
 
     def _special(self, result: Any, state: int) -> int:
@@ -127,10 +132,6 @@ class RunSession:
         else:
             finish = "stop"
         return GenerationResult(finish=finish, n_tokens=self.n_tokens, perf=self.perf, outputs=self.outputs)
-
-
-def _text(result: Any) -> bytes:
-    return ctypes.string_at(result.text) if result.text else b""
 
 
 def _perf(perf: Any) -> Perf:
