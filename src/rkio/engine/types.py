@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+import msgspec
+
 from rkio.engine.vision_spec import VisionSpec
 from rkio.runtime.base import (
     ChatMessage,
@@ -195,9 +197,11 @@ class Loading:
     model: str
 
 
-@dataclass(frozen=True, slots=True)
-class TokenChunk:
-    """One or more tokens that became ready together (batched across the process boundary)."""
+class TokenChunk(msgspec.Struct, frozen=True, gc=False):
+    """One or more tokens that became ready together (batched across the process boundary).
+
+    A msgspec struct, not a dataclass: one is made per token at an NPU's pace, and a frozen dataclass's
+    ``__init__`` is Python code, this one is C (the board-pace issue: CPU per token)."""
 
     text: str
     token_ids: tuple[int, ...]

@@ -17,6 +17,7 @@ from rkio.engine.runner.frames import (
     Load,
     MemoryReport,
     Tokens,
+    decode_all_from_runner,
     decode_from_runner,
     decode_to_runner,
     encode,
@@ -83,3 +84,10 @@ def test_garbage_and_wrong_direction_frames_are_rejected() -> None:
         decode_from_runner(body(encode(Abort())))  # a gateway message is not valid from a runner
     with pytest.raises(FrameError):
         decode_to_runner(body(encode(Tokens("a", [1]))))
+
+
+def test_a_batch_of_frames_decodes_at_once_and_a_bad_one_is_a_frame_error() -> None:
+    frames = [Tokens("a", [1]), Tokens("b", [2])]
+    assert decode_all_from_runner([memoryview(body(encode(f))) for f in frames]) == frames
+    with pytest.raises(FrameError, match="bad frame from the runner"):
+        decode_all_from_runner([memoryview(body(encode(frames[0]))), memoryview(b"\xc1garbage")])

@@ -37,7 +37,7 @@ from rkio.engine.runner.frames import (
     Stopped,
     Tokens,
     ToRunner,
-    decode_from_runner,
+    decode_all_from_runner,
     encode,
 )
 from rkio.engine.runner.memory import runner_memory
@@ -61,7 +61,7 @@ class _Channel(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         try:
-            frames = [decode_from_runner(body) for body in self._splitter.feed(data)]
+            frames = decode_all_from_runner(self._splitter.feed(data))
         except FrameError as exc:
             log.error("runner for %s: %s; killing it", self._owner.spec.name, exc)
             self._owner.kill()
@@ -197,8 +197,10 @@ class RunnerProcess:
                 self._memory = runner_memory(frame.memory)
             elif isinstance(frame, Stopped):
                 self._stopped.set()
-        if queued:
-            self._wake()
+        if queued:  # _wake, inline: this runs once per token at an NPU's pace
+            waiter = self._wakeup
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
 
     def _on_eof(self) -> None:
         self._eof = True

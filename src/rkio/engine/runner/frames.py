@@ -148,6 +148,14 @@ def decode_from_runner(body: bytes | memoryview) -> FromRunner:
         raise FrameError(f"bad frame from the runner: {exc}") from exc
 
 
+def decode_all_from_runner(bodies: list[memoryview]) -> list[FromRunner]:
+    """``decode_from_runner`` of each body, without a Python call per frame (one per token at NPU pace)."""
+    try:
+        return list(map(_from_runner.decode, bodies))
+    except msgspec.DecodeError as exc:
+        raise FrameError(f"bad frame from the runner: {exc}") from exc
+
+
 class FrameSplitter:
     """Incremental framing: feed raw bytes, get complete frame bodies out (no copies of finished ones)."""
 

@@ -44,7 +44,10 @@ class TokenWriter:
         os.set_blocking(fd, False)
         self._fd = fd
         self._coalesce_s = coalesce_s
-        self._cond = threading.Condition(threading.Lock())  # guards every field below
+        # ``_lock`` guards every field below; ``_cond`` (on the same lock) is for waiting. Sections that do
+        # not wait take the lock itself: a Condition's ``with`` costs two Python calls, paid per token.
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._texts: list[str] = []
         self._ids: list[int] = []
         self._busy = False
@@ -60,13 +63,13 @@ class TokenWriter:
 
     def first_token_next(self) -> None:
         """A new generation starts: its first token leaves at once, however recent the last write."""
-        with self._cond:
+        with self._lock:
             self._last_write = 0.0
             self._deferred = False  # the previous generation's Done frame carried everything held back
 
     def push(self, text: str, token_id: int) -> None:
         """Called from the runtime's callback for each token; never blocks on the pipe."""
-        with self._cond:
+        with self._lock:
             self._texts.append(text)
             self._ids.append(token_id)
             if self._busy or self._deferred:  # the writer thread's timer will take this one along
@@ -75,7 +78,7 @@ class TokenWriter:
         self._drain_nonblocking()
 
     def push_many(self, text: str, ids: list[int]) -> None:
-        with self._cond:
+        with self._lock:
             self._texts.append(text)
             self._ids.extend(ids)
             if self._busy or self._deferred:
@@ -114,7 +117,7 @@ class TokenWriter:
         return self._take()
 
     def _take(self) -> bytes:
-        with self._cond:
+        with self._lock:
             if not self._texts:
                 return b""
             texts, ids = self._texts, self._ids
@@ -123,7 +126,7 @@ class TokenWriter:
 
     def _release(self) -> bool:
         """Give up the pipe unless tokens arrived meanwhile (then the caller keeps it and sends them)."""
-        with self._cond:
+        with self._lock:
             if self._texts and not self.broken:
                 return False
             self._busy = False
@@ -131,20 +134,23 @@ class TokenWriter:
                 self._cond.notify_all()
             return True
 
-    def _unread(self) -> bool:
-        """True while the gateway has not yet read the last frame (FIONREAD works on a pipe's write end)."""
-        try:
-            fcntl.ioctl(self._fd, termios.FIONREAD, self._unread_bytes)
-        except OSError:
-            return False
-        return self._unread_bytes[0] > 0
-
     def _drain_nonblocking(self) -> None:
+        # The one path every token takes at an NPU's pace, so _take, _release and the FIONREAD check
+        # are written out here rather than called.
+        lock = self._lock
         while True:
-            if time.monotonic() - self._last_write < self._coalesce_s or self._unread():
+            behind = time.monotonic() - self._last_write < self._coalesce_s
+            if not behind:
+                unread = self._unread_bytes
+                try:  # has the gateway read the last frame? (FIONREAD works on a pipe's write end)
+                    fcntl.ioctl(self._fd, termios.FIONREAD, unread)
+                    behind = unread[0] > 0
+                except OSError:
+                    pass
+            if behind:
                 # the gateway is behind: these tokens join the next write instead of making a frame of
                 # their own (the next token or the closing Done frame carries them)
-                with self._cond:
+                with lock:
                     self._busy = False
                     if not self._deferred:  # the writer thread is not counting down yet: start it
                         self._deferred = True
@@ -152,7 +158,10 @@ class TokenWriter:
                     elif self._waiters:
                         self._cond.notify_all()
                 return
-            data = self._take()
+            with lock:
+                texts, ids = self._texts, self._ids
+                self._texts, self._ids = [], []
+            data = encode(Tokens("".join(texts), ids)) if texts else b""
             self._last_write = time.monotonic()
             try:
                 sent = os.write(self._fd, data) if data and not self.broken else len(data)
@@ -161,11 +170,16 @@ class TokenWriter:
             except OSError:
                 self.broken, sent = True, len(data)
             if sent < len(data):
-                with self._cond:  # the writer thread takes over ownership and the rest
+                with lock:  # the writer thread takes over ownership and the rest
                     self._backlog = data[sent:]
                     self._cond.notify_all()
                 return
-            if self._release():
+            with lock:  # release the pipe unless tokens arrived meanwhile (then send them too)
+                if self._texts and not self.broken:
+                    continue
+                self._busy = False
+                if self._waiters:
+                    self._cond.notify_all()
                 return
 
     def _finish_blocking(self) -> None:
