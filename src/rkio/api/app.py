@@ -13,7 +13,7 @@ from starlette.middleware.cors import CORSMiddleware
 from rkio.api.access import RequestLog
 from rkio.api.anthropic_routes import AnthropicRoutes
 from rkio.api.auth import ApiKeyAuth, BodyLimit
-from rkio.api.board import BoardHeader
+from rkio.api.direct_body import DirectBodyApp
 from rkio.api.embeddings_routes import EmbeddingRoutes
 from rkio.api.errors import EXCEPTION_HANDLERS
 from rkio.api.jsonrpc.service import RpcService
@@ -23,6 +23,7 @@ from rkio.api.ollama_routes import OllamaRoutes
 from rkio.api.openai_routes import OpenAIRoutes
 from rkio.api.ops_routes import OpsRoutes
 from rkio.api.readiness import Readiness
+from rkio.api.response_headers import ResponseHeaders
 from rkio.config import Settings
 from rkio.engine.types import Engine, RuntimeKind
 from rkio.mcp.http import McpEndpoint
@@ -65,7 +66,8 @@ def create_app(engine: Engine, settings: Settings, *, manage_engine: bool = True
                 log.info("stopping the engine (grace %.0fs)", settings.stop_grace)
                 await engine.stop(settings.stop_grace)
 
-    middleware = [Middleware(BoardHeader, board_name=settings.board_name)]  # outermost: on every response
+    # no middleware here may rewrite response bodies: token chunks go past it (rkio.api.direct_body)
+    middleware = [Middleware(ResponseHeaders, board_name=settings.board_name)]  # outermost: every response
     if settings.cors_origins:
         middleware.append(Middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
                                      allow_methods=["GET", "POST", "HEAD", "OPTIONS"],
@@ -82,7 +84,7 @@ def create_app(engine: Engine, settings: Settings, *, manage_engine: bool = True
               *OllamaModelRoutes(engine, settings).routes(),
               *EmbeddingRoutes(engine, settings).routes(),
               *OpsRoutes(engine, metrics, readiness).routes(), mcp.route()]
-    app = Starlette(routes=routes, middleware=middleware, exception_handlers=EXCEPTION_HANDLERS,
+    app = DirectBodyApp(routes=routes, middleware=middleware, exception_handlers=EXCEPTION_HANDLERS,
                     lifespan=lifespan)
     app.state.engine = engine
     app.state.metrics = metrics

@@ -4,8 +4,10 @@ counters taken from ``EngineStatus`` at scrape time."""
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import accumulate
 
 from rkio.engine.types import EngineStatus
 
@@ -54,15 +56,15 @@ class Histogram:
     help: str
     buckets: tuple[float, ...] = LATENCY_BUCKETS
     label_names: Labels = ()
-    series: dict[Labels, list[float]] = field(default_factory=dict)  # bucket counts..., count, sum
+    # per label set: the count in each bucket alone (not cumulative), then +Inf's, count, sum; observed
+    # per token, so one bisect and three additions (the cumulative counts are summed when rendered)
+    series: dict[Labels, list[float]] = field(default_factory=dict)
 
     def observe(self, value: float, *labels: str) -> None:
         row = self.series.get(labels)
         if row is None:
-            row = self.series[labels] = [0.0] * (len(self.buckets) + 2)
-        for i, bound in enumerate(self.buckets):
-            if value <= bound:
-                row[i] += 1
+            row = self.series[labels] = [0.0] * (len(self.buckets) + 3)
+        row[bisect_left(self.buckets, value)] += 1
         row[-2] += 1
         row[-1] += value
 
@@ -70,7 +72,7 @@ class Histogram:
         yield f"# HELP {self.name} {self.help}"
         yield f"# TYPE {self.name} histogram"
         for labels, row in sorted(self.series.items()):
-            for bound, count in zip(self.buckets, row, strict=False):
+            for bound, count in zip(self.buckets, accumulate(row), strict=False):
                 le = _labels(self.label_names, labels, f'le="{_number(bound)}"')
                 yield f"{self.name}_bucket{le} {_number(count)}"
             yield f"{self.name}_bucket{_labels(self.label_names, labels, _INF)} {_number(row[-2])}"

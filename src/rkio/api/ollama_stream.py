@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,10 +16,22 @@ from rkio.errors import RkioError
 _encode = msgspec.json.encode
 
 
+class _SecondCache:
+    """The date and time of the current second, formatted once (``created_at`` is written per token)."""
+
+    second = -1
+    text = ""
+
+
 def timestamp(at: float | None = None) -> str:
     """RFC 3339 with microseconds in UTC, as Ollama writes ``created_at``."""
-    moment = datetime.now(UTC) if at is None else datetime.fromtimestamp(at, UTC)
-    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+    if at is not None:
+        return datetime.fromtimestamp(at, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    second, nanos = divmod(time.time_ns(), 1_000_000_000)
+    if second != _SecondCache.second:  # datetime's isoformat costs ~10x this per call
+        _SecondCache.second = second
+        _SecondCache.text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+    return f"{_SecondCache.text}.{nanos // 1000:06d}Z"
 
 
 def _ns(seconds: float | None) -> int:
@@ -52,6 +65,7 @@ class _NdjsonBase:
     def __init__(self, model: str, parser: ReplyParser) -> None:
         self.model = model
         self.parser = parser
+        self._plain = parser.passthrough  # no reasoning split, no tool calls: every chunk is content
         self._head = b'{"model":' + _encode(model) + b',"created_at":"'
 
     def waiting(self, event: Queued | Loading) -> bytes:
@@ -79,7 +93,10 @@ class ChatNdjsonEncoder(_NdjsonBase):
         return self._line({"message": chat_message(reply), "done": False})
 
     def text(self, text: str) -> bytes:
-        return self._reply(Reply(text) if self.parser.passthrough else self.parser.feed(text))
+        if self._plain:  # the common chunk, rendered without a call per piece
+            return (self._head + timestamp().encode() + b'","message":{"role":"assistant","content":'
+                    + _encode(text) + b'},"done":false}\n') if text else b""
+        return self._reply(self.parser.feed(text))
 
     def done(self, done: Done) -> bytes:
         tail = self._reply(self.parser.finish())
@@ -98,7 +115,10 @@ class GenerateNdjsonEncoder(_NdjsonBase):
         return self._line({"response": reply.content, "thinking": reply.reasoning, "done": False})
 
     def text(self, text: str) -> bytes:
-        return self._reply(Reply(text) if self.parser.passthrough else self.parser.feed(text))
+        if self._plain:
+            return (self._head + timestamp().encode() + b'","response":' + _encode(text)
+                    + b',"done":false}\n') if text else b""
+        return self._reply(self.parser.feed(text))
 
     def done(self, done: Done) -> bytes:
         return self._reply(self.parser.finish()) + self._line({"response": "", **done_fields(done)})

@@ -21,6 +21,7 @@ from typing import Any, Protocol, TypeVar
 from starlette.types import Receive, Scope, Send
 
 from rkio.api.access import RequestRecord
+from rkio.api.direct_body import body_send
 from rkio.api.errors import Protocol as WireProtocol
 from rkio.api.errors import as_rkio_error, error_response
 from rkio.engine.types import Done, EngineEvent, Loading, Queued, TokenChunk
@@ -162,7 +163,7 @@ class EngineStream:
             first = await self._first_output(send)
             if not self.committed:
                 await self._commit(send)
-            finished = await self._stream(first, send)
+            finished = await self._stream(first, send, body_send(scope, send))
         except asyncio.CancelledError:
             if self.committed:  # server shutting down (a disconnect leaves nobody to tell)
                 with contextlib.suppress(Exception):
@@ -220,14 +221,15 @@ class EngineStream:
                 await send({"type": "http.response.body", "body": self.encoder.waiting(event),
                             "more_body": True})
 
-    async def _stream(self, event: EngineEvent, send: Send) -> bool:
+    async def _stream(self, event: EngineEvent, send: Send, direct: Send) -> bool:
+        """Token chunks go to ``direct`` (``rkio.api.direct_body``), the end through the whole stack."""
         record, encoder, events = self.record, self.encoder, self.events
         while True:
             if isinstance(event, TokenChunk):
                 record.chunk(time.perf_counter(), len(event.token_ids))
                 body = encoder.text(event.text)
                 if body:
-                    await send({"type": "http.response.body", "body": body, "more_body": True})
+                    await direct({"type": "http.response.body", "body": body, "more_body": True})
             elif isinstance(event, Done):
                 record.done(event)
                 await send({"type": "http.response.body", "body": encoder.done(event), "more_body": False})

@@ -130,7 +130,8 @@ def serve(settings: Settings) -> int:
         log_level=settings.log_level.lower(), lifespan="on",
         timeout_graceful_shutdown=max(1, round(settings.stop_grace)), ws_max_size=settings.rpc_max_frame,
         loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
-        http="httptools" if importlib.util.find_spec("httptools") else "h11")
+        http="httptools" if importlib.util.find_spec("httptools") else "h11",
+        date_header=False)  # rkio.api.response_headers writes it, without uvicorn's wake-ups
     server = QuietExitServer(config, app.state.readiness)
     server.run()
     return 0 if server.started else 1
@@ -141,36 +142,43 @@ class QuietExitServer(uvicorn.Server):
 
     A handled SIGTERM/SIGINT ends ``run`` normally instead of re-raising the signal after shutdown (which
     would make the exit status 143/130 instead of 0), and turns ``/ready`` false at once (requests in flight
-    finish during the grace period; a router stops sending new ones). And it wakes once a second instead
-    of every 0.1 s: uvicorn's tick only refreshes the Date header (once a second anyway) and looks for an
-    exit request, and on a board those idle wake-ups cost ~3 ms of CPU per second, charged to every slow
-    NPU token (about 0.18 ms per token at 60 ms per token). An exit request wakes it at once.
+    finish during the grace period; a router stops sending new ones). And it never wakes on its own:
+    uvicorn's main loop ticks every 0.1 s to refresh the Date header and look for an exit request, and on
+    a board each idle wake-up is CPU taken from the NPU's runtime, charged to every slow token (the
+    board-pace issue). Here the Date header comes from ``rkio.api.response_headers`` (so uvicorn's is
+    off) and an exit request, by signal or by setting ``should_exit``, wakes the loop at once.
     """
 
-    TICK_S = 1.0
-
     def __init__(self, config: uvicorn.Config, readiness: Readiness) -> None:
+        self._should_exit = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
         super().__init__(config)
         self.readiness = readiness
 
+    @property
+    def should_exit(self) -> bool:
+        return self._should_exit
+
+    @should_exit.setter
+    def should_exit(self, value: bool) -> None:
+        self._should_exit = value
+        loop, wake = self._loop, self._wake
+        if value and loop is not None and wake is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(wake.set)  # from a signal handler or another thread: the safe call
+
     async def main_loop(self) -> None:
-        loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
-        self._loop = loop
-        counter = 0
-        should_exit = await self.on_tick(counter)
+        self._loop = asyncio.get_running_loop()
+        should_exit = await self.on_tick(0)  # the default headers (without Date: config.date_header off)
         while not should_exit:
-            counter = (counter + 10) % 864000  # on_tick refreshes the Date header when counter % 10 == 0
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.TICK_S)
-            should_exit = await self.on_tick(counter)
+            await self._wake.wait()
+            self._wake.clear()
+            should_exit = await self.on_tick(1)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self.readiness.draining = True
         super().handle_exit(sig, frame)
-        loop = getattr(self, "_loop", None)
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._wake.set)  # a signal handler: only the thread-safe call
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -151,12 +151,15 @@ class ModelEngine:
             raise ShuttingDown("the engine is not running")
         return self._sup
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[EngineEvent]:
+    def generate(self, request: GenerationRequest) -> AsyncGenerator[EngineEvent, None]:
         """Queue, load if needed, run. Raises RkioError subclasses; closing the iterator cancels.
 
-        ``aclosing``: closing this iterator closes the session's at once (aborting the generation), not
-        later from a finaliser task.
+        The session's own generator, so that a token passes one generator less on its way (the
+        board-pace issue); the checks below run when the iteration starts, as before.
         """
+        return session.generate(lambda: self._prepare(request))
+
+    def _prepare(self, request: GenerationRequest) -> tuple[Supervisor, ModelSpec, GenerationRequest]:
         spec, adapter = self.registry.resolve(request.model)
         if adapter is not None:  # a LoRA variant runs on its loaded base: no second instance, no reload
             request = replace(request, model=spec.name, lora=adapter)
@@ -165,9 +168,7 @@ class ModelEngine:
             request = self._with_lease_sampling(request)
         if request.handle_state is not None or request.runtime_input is not None:
             request = calls.with_checked_paths(request, self.settings.models_dir, self.settings.state_dir)
-        async with contextlib.aclosing(session.generate(self._supervisor(), spec, request)) as events:
-            async for event in events:
-                yield event
+        return self._supervisor(), spec, request
 
     def plan(self, request: GenerationRequest) -> RunPlan:
         """What ``request`` will get (whose sampling, what is left out), known before it runs."""

@@ -8,7 +8,7 @@ granted, cancelled, stalled, or done.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from typing import Any, Literal
 
 from rkio.engine.events import Cancel, GenerationDone, Outcome, Request, TokenStall
@@ -71,9 +71,12 @@ def kv_effect(request: GenerationRequest) -> bool | None:
 
 
 async def generate(
-    sup: Supervisor, spec: ModelSpec, request: GenerationRequest
+    prepare: Callable[[], tuple[Supervisor, ModelSpec, GenerationRequest]],
 ) -> AsyncGenerator[EngineEvent, None]:
-    """Queue ``request``, wait for its grant, stream the runner's chunks, end with ``Done``."""
+    """Queue the request ``prepare()`` resolves, wait for its grant, stream the runner's chunks, end with
+    ``Done``. ``prepare`` (the engine's checks) runs when the iteration starts, so its errors come from
+    the first ``__anext__`` like every other."""
+    sup, spec, request = prepare()
     gen = runner_generation(spec, request)
     # sampling = "reinit" models without per-run sampling are served loaded with the request's sampling
     entry = sup.scheduler.models.get(spec.name)

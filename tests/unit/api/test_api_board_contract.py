@@ -4,10 +4,15 @@ served, and a full queue answered with 429 and ``Retry-After``."""
 
 from __future__ import annotations
 
+import asyncio
+import email.utils
+import json
+
 import httpx
 import pytest
 from fake_engine import FakeEngine
 
+from loop_steps import run_ready_callbacks
 from rkio.api.app import create_app
 from rkio.config import Settings
 from rkio.engine.types import RuntimeKind
@@ -31,11 +36,31 @@ async def test_every_response_names_the_board(engine: FakeEngine) -> None:
         missing = await c.post("/v1/chat/completions", json={"model": "nope", "messages": MSG}, headers=auth)
         denied = await c.get("/v1/models")
         async with c.stream("POST", "/api/chat", json={"model": "qwen", "messages": MSG}, headers=auth) as s:
-            streamed = s.headers.get("x-rkio-board")
+            streamed = s.headers.get("x-rkio-board"), s.headers.get("date")
+            lines = [line async for line in s.aiter_lines() if line]
         health = await c.get("/health")
     assert [r.status_code for r in (ok, missing, denied)] == [200, 404, 401]
     assert {r.headers["x-rkio-board"] for r in (ok, missing, denied, health)} == {"opi5-2"}
-    assert streamed == "opi5-2"
+    assert streamed[0] == "opi5-2"
+    # the Date header is rkio's (uvicorn's own is off: it woke the server every 0.1 s for it)
+    for date in (*(r.headers["date"] for r in (ok, missing, denied, health)), streamed[1]):
+        assert email.utils.parsedate_to_datetime(date).tzinfo is not None
+    # the token chunks took the short way past the middleware (rkio.api.direct_body) and all arrived
+    assert "".join(json.loads(line)["message"]["content"] for line in lines) == "a b"
+
+
+def test_no_middleware_the_token_chunks_skip_rewrites_bodies(engine: FakeEngine) -> None:
+    # rkio.api.direct_body sends token chunks past every middleware of the app: one that rewrites bodies
+    # (compression, say) would be skipped silently, so adding any middleware must be a decision made here
+    from starlette.middleware.cors import CORSMiddleware
+
+    from rkio.api.access import RequestLog
+    from rkio.api.auth import ApiKeyAuth, BodyLimit
+    from rkio.api.response_headers import ResponseHeaders
+
+    app = create_app(engine, Settings(api_key="k", cors_origins=("http://x",)), manage_engine=False)
+    assert {m.cls for m in app.user_middleware} <= {ResponseHeaders, CORSMiddleware, RequestLog, ApiKeyAuth,
+                                                    BodyLimit}
 
 
 def test_board_name_defaults_to_a_header_safe_host_name() -> None:
@@ -115,3 +140,24 @@ def test_sigterm_turns_ready_false_as_the_drain_begins(engine: FakeEngine) -> No
     assert not app.state.readiness.draining
     server.handle_exit(signal.SIGTERM, None)
     assert app.state.readiness.draining and server.should_exit
+
+
+async def test_an_exit_request_wakes_the_server_loop_at_once(engine: FakeEngine) -> None:
+    # the loop never ticks on its own (no idle wake-ups on a board): setting should_exit, from any
+    # thread, is what ends it
+    import threading
+
+    import uvicorn
+
+    from rkio.cli.serve import QuietExitServer
+
+    app = create_app(engine, Settings(), manage_engine=False)
+    server = QuietExitServer(uvicorn.Config(app), app.state.readiness)
+    server.server_state = uvicorn.server.ServerState()
+    loop_task = asyncio.ensure_future(server.main_loop())
+    await run_ready_callbacks()  # one turn of the ready queue: the loop is waiting now
+    assert not loop_task.done()
+    other = threading.Thread(target=setattr, args=(server, "should_exit", True))
+    other.start()
+    other.join()
+    await asyncio.wait_for(loop_task, 10)  # a bound for a broken loop; a working one returns at once

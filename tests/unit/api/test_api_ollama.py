@@ -195,3 +195,16 @@ async def test_tags_ps_show_version(client: httpx.AsyncClient, engine: FakeEngin
     assert "temperature 0.8" in show["parameters"] and show["details"]["format"] == "rkllm"
     assert (await client.post("/api/show", json={"name": "x/../../y"})).status_code == 404
     assert (await client.get("/api/version")).json()["version"]
+
+
+def test_created_at_is_rfc3339_utc_with_microseconds_now_and_for_a_given_time() -> None:
+    import datetime
+
+    from rkio.api.ollama_stream import timestamp
+
+    before = datetime.datetime.now(datetime.UTC)
+    now = timestamp()
+    after = datetime.datetime.now(datetime.UTC)
+    assert now.endswith("Z") and len(now) == len("2026-12-02T03:47:36.263200Z")
+    assert before <= datetime.datetime.fromisoformat(now.replace("Z", "+00:00")) <= after
+    assert timestamp(1700000000.25) == "2023-11-14T22:13:20.250000Z"

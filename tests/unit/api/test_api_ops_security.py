@@ -147,3 +147,16 @@ async def test_ready_with_a_failing_engine_gives_a_fixed_reason_and_logs_the_det
     assert r.json() == {"status": "not ready", "reason": "the engine cannot report its status"}
     assert "secret" not in r.text
     assert "/secret/models: permission denied" in caplog.text  # the operator still learns why
+
+
+def test_histogram_buckets_are_cumulative_and_count_every_observation() -> None:
+    from rkio.api.metrics import Histogram
+
+    hist = Histogram("rkio_x_seconds", "x", buckets=(0.1, 1.0), label_names=("model",))
+    for value in (0.05, 0.1, 0.5, 2.0):  # 0.1 is "le 0.1": bounds are inclusive
+        hist.observe(value, "m")
+    lines = list(hist.render())
+    assert 'rkio_x_seconds_bucket{model="m",le="0.1"} 2' in lines
+    assert 'rkio_x_seconds_bucket{model="m",le="1"} 3' in lines
+    assert 'rkio_x_seconds_bucket{model="m",le="+Inf"} 4' in lines
+    assert 'rkio_x_seconds_count{model="m"} 4' in lines and 'rkio_x_seconds_sum{model="m"} 2.65' in lines
