@@ -51,7 +51,9 @@ bench: venv sim
 	RKIO_SIM_DIR=$(abspath $(SIM_OUT)) $(PY) benchmarks/concurrency_bench.py
 	RKIO_SIM_DIR=$(abspath $(SIM_OUT)) $(PY) benchmarks/kv_reuse_bench.py
 	RKIO_SIM_DIR=$(abspath $(SIM_OUT)) $(PY) benchmarks/rpc_bench.py
+	$(PY) benchmarks/wakeup_floor_bench.py
 	RKIO_SIM_DIR=$(abspath $(SIM_OUT)) $(PY) benchmarks/board_pace_bench.py
+	RKIO_SIM_DIR=$(abspath $(SIM_OUT)) $(PY) benchmarks/instructions_bench.py
 
 lint: venv
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -69,8 +69,11 @@ def stream_once(url: str, model: str, tokens: int, api: str) -> tuple[float, flo
     return ttft or 0.0, time.perf_counter() - start, chunks, generated
 
 
-def start_server(home: Path, token_us: int, tokens: int,
-                 extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(home: Path, token_us: int, tokens: int, extra: tuple[str, ...] = (),
+                 prefix: tuple[str, ...] = (), startup_s: float = 30.0, env: dict[str, str] | None = None
+                 ) -> tuple[subprocess.Popen[bytes], str]:
+    """``rkio serve`` on the simulator (under ``prefix``, e.g. valgrind, when given; ``env`` added to its
+    environment); returns once /health answers."""
     import simkit
 
     lib = simkit.sim_library("1.2.3")
@@ -84,14 +87,16 @@ def start_server(home: Path, token_us: int, tokens: int,
         port = s.getsockname()[1]
     env = {**os.environ, "RKIO_RKLLM_LIB": str(lib), "RKIO_RKLLM_ABI": "1.2.3", "RKIO_HOME": str(home),
            "RKLLM_SIM_STATE": str(home / "sim-state"), "RKLLM_SIM_TOKEN_US": str(token_us),
-           "RKLLM_SIM_PREFILL_US": "0", "RKLLM_SIM_INIT_MS": "0"}
+           "RKLLM_SIM_PREFILL_US": "0", "RKLLM_SIM_INIT_MS": "0", **(env or {})}
     # a budget far above the planner's KV estimate for a huge context (the sim itself charges 64 B/token)
-    proc = subprocess.Popen([sys.executable, "-m", "rkio", "serve", "--port", str(port), "--runtime", "rkllm",
+    proc = subprocess.Popen([*prefix, sys.executable, "-m", "rkio", "serve", "--port", str(port),
+                             "--runtime", "rkllm",
                              "--models-dir", str(home / "models"), "--memory-budget", "64GiB",
                              "--npu-lock", str(home / "npu.lock"),
                              "--log-level", "warning", *extra], env=env)
     url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
+    deadline = time.monotonic() + startup_s
+    while time.monotonic() < deadline:
         try:
             if httpx.get(url + "/health", timeout=1).status_code == 200:
                 return proc, url
