@@ -51,7 +51,6 @@ from rkio.runtime.base import LoadParams
 log = logging.getLogger("rkio.runner")
 
 
-
 class _Channel(asyncio.Protocol):
     """Splits the runner's output pipe into frames for its RunnerProcess."""
 
