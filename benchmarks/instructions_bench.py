@@ -36,7 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import simkit
 from rkio.engine.registry import ModelRegistry
 from rkio.engine.runner import RunnerProcess
-from rkio.engine.types import ChatMessage, RunnerDone, RunnerGeneration
+from rkio.engine.runner.messages import RunnerDone, RunnerGeneration
+from rkio.engine.types import ChatMessage
 from rkio.runtime.base import GenerateParams
 
 TOKEN_US = 20_000  # slow enough that every token is a frame and an HTTP chunk of its own

@@ -25,7 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import simkit
 from rkio.engine.registry import ModelRegistry
 from rkio.engine.runner import RunnerProcess
-from rkio.engine.types import RunnerDone, RunnerGeneration, TokenChunk
+from rkio.engine.runner.messages import RunnerDone, RunnerGeneration
+from rkio.engine.types import TokenChunk
 from rkio.runtime.base import GenerateParams, LoadParams
 
 TICK = os.sysconf("SC_CLK_TCK")

@@ -8,7 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from rkio.engine.types import ModelSpec, RunnerExit, RunnerMemory
+from rkio.engine.runner.messages import RunnerExit, RunnerMemory
+from rkio.engine.types import ModelSpec
 from rkio.errors import RkioError
 from rkio.runtime.base import Sampling
 

@@ -25,7 +25,8 @@ from typing import Any, Literal
 
 from rkio.engine.ledger import measured_bytes
 from rkio.engine.planner import estimate_footprint
-from rkio.engine.types import ModelSpec, RunnerMemory
+from rkio.engine.runner.messages import RunnerMemory
+from rkio.engine.types import ModelSpec
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 
 from rkio.engine.events import RequestKind
 from rkio.engine.planner import ResidentState
-from rkio.engine.types import ModelSpec, RunnerMemory
+from rkio.engine.runner.messages import RunnerMemory
+from rkio.engine.types import ModelSpec
 from rkio.runtime.base import LoadParams, Sampling
 from rkio.units import MiB
 

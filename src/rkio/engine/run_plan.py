@@ -16,7 +16,8 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Literal
 
-from rkio.engine.types import ModelSpec, RunnerGeneration
+from rkio.engine.runner.messages import RunnerGeneration
+from rkio.engine.types import ModelSpec
 from rkio.errors import RkioError
 from rkio.runtime.base import Feature, GenerateParams
 from rkio.runtime.fit import SAMPLING, fit_to_runtime

@@ -16,14 +16,8 @@ from typing import Any, Protocol
 from rkio.config import Settings
 from rkio.engine import meminfo
 from rkio.engine.events import Event, LoadDone, LoadFailed, RunnerDied, RunnerExited, RunnerKilled
-from rkio.engine.types import (
-    ModelSpec,
-    RunnerDone,
-    RunnerExit,
-    RunnerGeneration,
-    RunnerMemory,
-    TokenChunk,
-)
+from rkio.engine.runner.messages import RunnerDone, RunnerExit, RunnerGeneration, RunnerMemory
+from rkio.engine.types import ModelSpec, TokenChunk
 from rkio.errors import LoadFailed as LoadFailedError
 from rkio.errors import RkioError, RunnerCrashed, ShuttingDown
 from rkio.runtime.base import LoadParams

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from rkio.engine.events import Cancel, GenerationDone, Outcome, Request, TokenStall
 from rkio.engine.mailbox import Grant, Mailbox
 from rkio.engine.run_plan import plan_generation
+from rkio.engine.runner.messages import RunnerDone, RunnerGeneration
 from rkio.engine.supervisor import Supervisor
 from rkio.engine.types import (
     ChatMessage,
@@ -21,8 +22,6 @@ from rkio.engine.types import (
     EngineEvent,
     GenerationRequest,
     ModelSpec,
-    RunnerDone,
-    RunnerGeneration,
     Timings,
     TokenChunk,
     Usage,

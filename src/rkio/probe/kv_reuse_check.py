@@ -16,14 +16,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from rkio.engine.runner import RunnerProcess
-from rkio.engine.types import (
-    ChatMessage,
-    ModelSpec,
-    PrefixCacheSettings,
-    RunnerDone,
-    RunnerGeneration,
-    TokenChunk,
-)
+from rkio.engine.runner.messages import RunnerDone, RunnerGeneration
+from rkio.engine.types import ChatMessage, ModelSpec, PrefixCacheSettings, TokenChunk
 from rkio.runtime.base import GenerateParams, LoadParams, Sampling
 
 QUESTIONS = (

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from rkio.engine.runner.frames import Abort, Done, Generate, Tokens
-from rkio.engine.types import ChatMessage, RunnerGeneration
+from rkio.engine.runner.messages import RunnerGeneration
+from rkio.engine.types import ChatMessage
 from rkio.runtime.base import GenerateParams, Sampling
 from unit.runner.runner_fakes import Peer
 

@@ -10,15 +10,8 @@ from pathlib import Path
 import pytest
 
 from rkio.engine.runner import RunnerProcess
-from rkio.engine.types import (
-    ChatMessage,
-    HandleState,
-    ModelSpec,
-    PrefixCacheSettings,
-    RunnerDone,
-    RunnerGeneration,
-    TokenChunk,
-)
+from rkio.engine.runner.messages import RunnerDone, RunnerGeneration
+from rkio.engine.types import ChatMessage, HandleState, ModelSpec, PrefixCacheSettings, TokenChunk
 from rkio.errors import ContextLengthExceeded
 from rkio.runtime.base import GenerateParams
 

@@ -18,7 +18,8 @@ from test_kv_reuse import chat
 import simkit
 from rkio.engine.registry import ModelRegistry
 from rkio.engine.runner import RunnerProcess
-from rkio.engine.types import ChatMessage, RunnerDone
+from rkio.engine.runner.messages import RunnerDone
+from rkio.engine.types import ChatMessage
 
 pytestmark = pytest.mark.timeout(300)
 

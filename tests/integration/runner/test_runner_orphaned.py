@@ -25,7 +25,7 @@ GATEWAY = r"""
 import asyncio, json, os, sys
 from rkio.engine.registry import ModelRegistry
 from rkio.engine.runner import RunnerProcess
-from rkio.engine.types import RunnerGeneration
+from rkio.engine.runner.messages import RunnerGeneration
 from rkio.runtime.base import GenerateParams
 
 async def main():

@@ -12,7 +12,8 @@ import pytest
 
 import simkit
 from rkio.engine.runner import RunnerProcess
-from rkio.engine.types import ChatMessage, ModelSpec, RunnerDone, RunnerGeneration, TokenChunk
+from rkio.engine.runner.messages import RunnerDone, RunnerGeneration
+from rkio.engine.types import ChatMessage, ModelSpec, TokenChunk
 from rkio.errors import ContextLengthExceeded, LoadFailed, RunnerCrashed
 from rkio.runtime.base import GenerateParams
 

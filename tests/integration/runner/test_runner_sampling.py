@@ -9,7 +9,7 @@ import pytest
 from runner_inproc import run
 
 from rkio.engine.runner.frames import Done, Error, Generate
-from rkio.engine.types import RunnerGeneration
+from rkio.engine.runner.messages import RunnerGeneration
 from rkio.runtime.base import GenerateParams, Sampling
 from rkio.runtime.rkllm import RkllmRuntime
 from simkit.introspect import Sim

@@ -17,8 +17,9 @@ from rkio.engine.events import (
     Tick,
 )
 from rkio.engine.ledger import SchedulerConfig
+from rkio.engine.runner.messages import RunnerExit, RunnerMemory
 from rkio.engine.scheduler import Scheduler
-from rkio.engine.types import EngineEvent, ModelSpec, RunnerExit, RunnerMemory
+from rkio.engine.types import EngineEvent, ModelSpec
 from rkio.errors import LoadFailed as LoadFailedError
 from rkio.errors import RkioError
 from rkio.runtime.base import LoadParams

@@ -8,7 +8,8 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any
 
-from rkio.engine.types import ModelSpec, RunnerDone, RunnerExit, RunnerGeneration, RunnerMemory, TokenChunk
+from rkio.engine.runner.messages import RunnerDone, RunnerExit, RunnerGeneration, RunnerMemory
+from rkio.engine.types import ModelSpec, TokenChunk
 from rkio.errors import ModelNotFound, RkioError, RunnerCrashed
 from rkio.runtime.base import LoadParams, Perf
 from rkio.units import MiB

@@ -11,7 +11,7 @@ from engine_fakes import spec
 from rkio.engine.footprints import FILE_NAME, FootprintStore
 from rkio.engine.ledger import ModelEntry, measured_bytes
 from rkio.engine.planner import estimate_footprint
-from rkio.engine.types import RunnerMemory
+from rkio.engine.runner.messages import RunnerMemory
 from rkio.units import GiB, MiB
 
 ESTIMATE = estimate_footprint(GiB, 4096)  # about 1.7 GiB for a 1 GiB file

@@ -26,8 +26,8 @@ from rkio.engine.events import (
     Unload,
 )
 from rkio.engine.ledger import SchedulerConfig
+from rkio.engine.runner.messages import RunnerExit
 from rkio.engine.scheduler import Scheduler
-from rkio.engine.types import RunnerExit
 from rkio.errors import LoadFailed as LoadFailedError
 from rkio.runtime.base import Sampling
 from rkio.units import GiB

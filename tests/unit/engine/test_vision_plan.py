@@ -7,7 +7,8 @@ from dataclasses import replace
 from engine_fakes import spec
 
 from rkio.engine.run_plan import IMAGES, SEPARATE_IMAGES, plan_for
-from rkio.engine.types import ChatMessage, RunnerGeneration
+from rkio.engine.runner.messages import RunnerGeneration
+from rkio.engine.types import ChatMessage
 from rkio.engine.vision_spec import VisionSpec
 from rkio.runtime.base import Feature, GenerateParams
 

@@ -22,7 +22,8 @@ from rkio.engine.runner.frames import (
     decode_to_runner,
     encode,
 )
-from rkio.engine.types import ChatMessage, RunnerGeneration
+from rkio.engine.runner.messages import RunnerGeneration
+from rkio.engine.types import ChatMessage
 from rkio.runtime.base import GenerateParams, Perf, Sampling
 
 

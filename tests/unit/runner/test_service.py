@@ -22,7 +22,8 @@ from rkio.engine.runner.frames import (
     Stopped,
     Tokens,
 )
-from rkio.engine.types import ChatMessage, HandleState, RunnerGeneration
+from rkio.engine.runner.messages import RunnerGeneration
+from rkio.engine.types import ChatMessage, HandleState
 from rkio.runtime.base import ChatTemplateOverride, Feature, GenerateParams
 
 

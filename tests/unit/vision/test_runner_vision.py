@@ -8,7 +8,8 @@ import pytest
 from PIL import Image
 
 from rkio.engine.runner import vision
-from rkio.engine.types import ChatMessage, RunnerGeneration
+from rkio.engine.runner.messages import RunnerGeneration
+from rkio.engine.types import ChatMessage
 from rkio.engine.vision_spec import VisionSpec
 from rkio.errors import InvalidRequest
 from rkio.runtime.base import Feature, GenerateParams

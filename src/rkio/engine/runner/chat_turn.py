@@ -12,9 +12,10 @@ from dataclasses import dataclass, field, replace
 
 from rkio.engine.runner import handle_state, kv_reuse
 from rkio.engine.runner.handle_state import HTTP_STATE, HandleHolds
+from rkio.engine.runner.messages import RunnerGeneration
 from rkio.engine.runner.prefix_cache import MIN_PREFIX_TOKENS, PrefixCacheStore, cache_key
 from rkio.engine.runner.prompt import estimate_tokens
-from rkio.engine.types import HandleState, ModelSpec, RunnerGeneration
+from rkio.engine.types import HandleState, ModelSpec
 from rkio.runtime.base import Feature, FinishReason, GenerateParams, Perf, PromptCacheParams, Runtime
 
 NEEDED = frozenset({Feature.KEEP_HISTORY, Feature.CLEAR_KV_CACHE, Feature.CHAT_TEMPLATE})

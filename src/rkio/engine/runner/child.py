@@ -13,8 +13,8 @@ import os
 import signal
 from typing import Literal
 
+from rkio.engine.runner.messages import RunnerExit
 from rkio.engine.runner.output import RunnerOutput
-from rkio.engine.types import RunnerExit
 
 Phase = Literal["load", "generation", "idle", "stop"]
 TERM_GRACE_S = 2.0  # after SIGTERM, before SIGKILL; also the bound on draining the output after an exit

@@ -41,10 +41,11 @@ from rkio.engine.runner.frames import (
     encode,
 )
 from rkio.engine.runner.memory import runner_memory
+from rkio.engine.runner.messages import RunnerDone, RunnerExit, RunnerGeneration, RunnerMemory
 from rkio.engine.runner.progress import LoadWork, made_progress
 from rkio.engine.runner.spawn import spawn_runner
 from rkio.engine.runner.wire_errors import to_exception
-from rkio.engine.types import ModelSpec, RunnerDone, RunnerExit, RunnerGeneration, RunnerMemory, TokenChunk
+from rkio.engine.types import ModelSpec, TokenChunk
 from rkio.errors import LoadFailed, RunnerCrashed, RuntimeFailure
 from rkio.runtime.base import LoadParams
 

@@ -13,8 +13,9 @@ from typing import Any
 
 import msgspec
 
+from rkio.engine.runner.messages import RunnerGeneration
 from rkio.engine.runner.progress import LoadWork
-from rkio.engine.types import ModelSpec, RunnerGeneration
+from rkio.engine.types import ModelSpec
 from rkio.runtime.base import LoadParams, Perf, RunOutputs
 
 HEADER = struct.Struct("<I")

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from rkio.engine import meminfo
 from rkio.engine.runner.frames import MemoryReport
-from rkio.engine.types import RunnerMemory
+from rkio.engine.runner.messages import RunnerMemory
 
 STATUS = "/proc/self/status"
 

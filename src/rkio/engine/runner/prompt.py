@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from rkio.engine.types import ChatMessage, ModelSpec, RunnerGeneration
+from rkio.engine.runner.messages import RunnerGeneration
+from rkio.engine.types import ChatMessage, ModelSpec
 from rkio.runtime.base import GenerateParams, Perf, Runtime
 from rkio.runtime.fit import fit_to_runtime
 

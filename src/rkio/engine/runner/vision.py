@@ -17,7 +17,8 @@ from collections import OrderedDict
 from dataclasses import replace
 from typing import Any, Protocol
 
-from rkio.engine.types import ChatMessage, ModelSpec, RunnerGeneration
+from rkio.engine.runner.messages import RunnerGeneration
+from rkio.engine.types import ChatMessage, ModelSpec
 from rkio.engine.vision_spec import IMAGE_PLACEHOLDER, VisionSpec
 from rkio.errors import InvalidRequest, LoadFailed
 from rkio.runtime.base import Feature, GenerateParams, LoadParams, MultimodalInput
