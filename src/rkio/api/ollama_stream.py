@@ -84,19 +84,20 @@ class _NdjsonBase:
 class ChatNdjsonEncoder(_NdjsonBase):
     """/api/chat chunks: ``{"model","created_at","message":{...},"done":false}``."""
 
+    def _content(self, text: str) -> bytes:
+        if not text:
+            return b""
+        return (self._head + timestamp().encode() + b'","message":{"role":"assistant","content":'
+                + _encode(text) + b'},"done":false}\n')
+
     def _reply(self, reply: Reply) -> bytes:
         if not reply.reasoning and not reply.calls:
-            if not reply.content:
-                return b""
-            return (self._head + timestamp().encode() + b'","message":{"role":"assistant","content":'
-                    + _encode(reply.content) + b'},"done":false}\n')
+            return self._content(reply.content)
         return self._line({"message": chat_message(reply), "done": False})
 
     def text(self, text: str) -> bytes:
-        if self._plain:  # the common chunk, rendered without a call per piece
-            return (self._head + timestamp().encode() + b'","message":{"role":"assistant","content":'
-                    + _encode(text) + b'},"done":false}\n') if text else b""
-        return self._reply(self.parser.feed(text))
+        # the common chunk (no reasoning split, no tool calls) skips the parser and its Reply
+        return self._content(text) if self._plain else self._reply(self.parser.feed(text))
 
     def done(self, done: Done) -> bytes:
         tail = self._reply(self.parser.finish())
@@ -106,19 +107,18 @@ class ChatNdjsonEncoder(_NdjsonBase):
 class GenerateNdjsonEncoder(_NdjsonBase):
     """/api/generate chunks: ``{"model","created_at","response":"...","done":false}`` (+ ``thinking``)."""
 
+    def _content(self, text: str) -> bytes:
+        if not text:
+            return b""
+        return self._head + timestamp().encode() + b'","response":' + _encode(text) + b',"done":false}\n'
+
     def _reply(self, reply: Reply) -> bytes:
         if not reply.reasoning:
-            if not reply.content:
-                return b""
-            return (self._head + timestamp().encode() + b'","response":' + _encode(reply.content)
-                    + b',"done":false}\n')
+            return self._content(reply.content)
         return self._line({"response": reply.content, "thinking": reply.reasoning, "done": False})
 
     def text(self, text: str) -> bytes:
-        if self._plain:
-            return (self._head + timestamp().encode() + b'","response":' + _encode(text)
-                    + b',"done":false}\n') if text else b""
-        return self._reply(self.parser.feed(text))
+        return self._content(text) if self._plain else self._reply(self.parser.feed(text))
 
     def done(self, done: Done) -> bytes:
         return self._reply(self.parser.finish()) + self._line({"response": "", **done_fields(done)})

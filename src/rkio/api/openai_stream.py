@@ -58,7 +58,6 @@ class ChatStreamEncoder(_SseBase):
         self._started = False
         self._n_calls = 0
         self._plain = parser.passthrough  # no reasoning split, no tool calls: every chunk is content
-        self._content = self._head + b'{"content":'
 
     def _delta(self, key: bytes, text: str) -> bytes:
         return self._head + b'{"' + key + b'":' + _encode(text) + b"}" + self._tail
@@ -82,9 +81,7 @@ class ChatStreamEncoder(_SseBase):
         return b"".join(out)
 
     def text(self, text: str) -> bytes:
-        if self._plain and self._started:  # the common chunk, rendered without a call per piece
-            return self._content + _encode(text) + b"}" + self._tail if text else b""
-        if self._plain:
+        if self._plain:  # the common chunk skips the parser and its Reply
             return self._opening() + self._delta(b"content", text) if text else self._opening()
         return self._opening() + self._reply(self.parser.feed(text))
 

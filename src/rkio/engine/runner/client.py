@@ -197,10 +197,8 @@ class RunnerProcess:
                 self._memory = runner_memory(frame.memory)
             elif isinstance(frame, Stopped):
                 self._stopped.set()
-        if queued:  # _wake, inline: this runs once per token at an NPU's pace
-            waiter = self._wakeup
-            if waiter is not None and not waiter.done():
-                waiter.set_result(None)
+        if queued:
+            self._wake()
 
     def _on_eof(self) -> None:
         self._eof = True

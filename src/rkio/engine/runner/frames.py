@@ -9,6 +9,7 @@ Runner -> gateway: ``Loaded``, ``Progress``, ``Tokens``, ``Done``, ``CallResult`
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -143,14 +144,11 @@ def decode_to_runner(body: bytes | memoryview) -> ToRunner:
 
 
 def decode_from_runner(body: bytes | memoryview) -> FromRunner:
-    try:
-        return _from_runner.decode(body)
-    except msgspec.DecodeError as exc:
-        raise FrameError(f"bad frame from the runner: {exc}") from exc
+    return decode_all_from_runner([body])[0]
 
 
-def decode_all_from_runner(bodies: list[memoryview]) -> list[FromRunner]:
-    """``decode_from_runner`` of each body, without a Python call per frame (one per token at NPU pace)."""
+def decode_all_from_runner(bodies: Sequence[bytes | memoryview]) -> list[FromRunner]:
+    """Each body decoded, in one call for all the frames of a read (not one Python call per frame)."""
     try:
         return list(map(_from_runner.decode, bodies))
     except msgspec.DecodeError as exc:

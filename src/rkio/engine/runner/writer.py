@@ -134,23 +134,20 @@ class TokenWriter:
                 self._cond.notify_all()
             return True
 
+    def _unread(self) -> bool:
+        """True while the gateway has not yet read the last frame (FIONREAD works on a pipe's write end)."""
+        try:
+            fcntl.ioctl(self._fd, termios.FIONREAD, self._unread_bytes)
+        except OSError:
+            return False
+        return self._unread_bytes[0] > 0
+
     def _drain_nonblocking(self) -> None:
-        # The one path every token takes at an NPU's pace, so _take, _release and the FIONREAD check
-        # are written out here rather than called.
-        lock = self._lock
         while True:
-            behind = time.monotonic() - self._last_write < self._coalesce_s
-            if not behind:
-                unread = self._unread_bytes
-                try:  # has the gateway read the last frame? (FIONREAD works on a pipe's write end)
-                    fcntl.ioctl(self._fd, termios.FIONREAD, unread)
-                    behind = unread[0] > 0
-                except OSError:
-                    pass
-            if behind:
+            if time.monotonic() - self._last_write < self._coalesce_s or self._unread():
                 # the gateway is behind: these tokens join the next write instead of making a frame of
                 # their own (the next token or the closing Done frame carries them)
-                with lock:
+                with self._lock:
                     self._busy = False
                     if not self._deferred:  # the writer thread is not counting down yet: start it
                         self._deferred = True
@@ -158,10 +155,7 @@ class TokenWriter:
                     elif self._waiters:
                         self._cond.notify_all()
                 return
-            with lock:
-                texts, ids = self._texts, self._ids
-                self._texts, self._ids = [], []
-            data = encode(Tokens("".join(texts), ids)) if texts else b""
+            data = self._take()
             self._last_write = time.monotonic()
             try:
                 sent = os.write(self._fd, data) if data and not self.broken else len(data)
@@ -170,16 +164,11 @@ class TokenWriter:
             except OSError:
                 self.broken, sent = True, len(data)
             if sent < len(data):
-                with lock:  # the writer thread takes over ownership and the rest
+                with self._lock:  # the writer thread takes over ownership and the rest
                     self._backlog = data[sent:]
                     self._cond.notify_all()
                 return
-            with lock:  # release the pipe unless tokens arrived meanwhile (then send them too)
-                if self._texts and not self.broken:
-                    continue
-                self._busy = False
-                if self._waiters:
-                    self._cond.notify_all()
+            if self._release():
                 return
 
     def _finish_blocking(self) -> None:

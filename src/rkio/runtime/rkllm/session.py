@@ -52,17 +52,13 @@ class RunSession:
         """Handle one callback; returns CONTINUE or PAUSE. Never raises."""
         try:
             if state in TOKEN_STATES and self.mode == "generate":
-                # a token: the path every token takes, written out rather than called (one callback per
-                # token at an NPU's pace is a cold start of all the code it runs)
+                # a token: checked first, the path every callback but the last takes
                 if not result or self.stop_requested or self.abort_requested:
                     return CONTINUE  # tokens still in flight after a stop are not the caller's any more
                 contents = result.contents
                 self.n_tokens += 1
-                self.last_token_id = token_id = contents.token_id
-                decoder = self.decoder
-                text = decoder.feed(contents.text or b"")
-                if (text or not decoder.pending) and self.sink(Token(text, token_id)) is False:
-                    self.stop_requested = True
+                self.last_token_id = contents.token_id
+                self._deliver(contents.text or b"", counted=True)
                 if self.pause_requested and not self.stop_requested:
                     self.paused = True
                     return PAUSE
