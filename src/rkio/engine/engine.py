@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from rkio.config import Settings
 from rkio.engine import calls, leases, meminfo, session
+from rkio.engine.chunk_push import ChunkPush
 from rkio.engine.events import Cancel, CloseLease, Request, Shutdown, Unload
 from rkio.engine.footprints import FootprintStore
 from rkio.engine.planner import derive_budget
@@ -151,13 +152,15 @@ class ModelEngine:
             raise ShuttingDown("the engine is not running")
         return self._sup
 
-    def generate(self, request: GenerationRequest) -> AsyncGenerator[EngineEvent, None]:
+    def generate(self, request: GenerationRequest,
+                 push: ChunkPush | None = None) -> AsyncGenerator[EngineEvent, None]:
         """Queue, load if needed, run. Raises RkioError subclasses; closing the iterator cancels.
 
         The session's own generator, so that a token passes one generator less on its way (the
-        board-pace issue); the checks below run when the iteration starts, as before.
+        board-pace issue); the checks below run when the iteration starts, as before. Token chunks the
+        consumer takes through ``push`` (``rkio.engine.chunk_push``) are not yielded.
         """
-        return session.generate(lambda: self._prepare(request))
+        return session.generate(lambda: self._prepare(request), push)
 
     def _prepare(self, request: GenerationRequest) -> tuple[Supervisor, ModelSpec, GenerationRequest]:
         spec, adapter = self.registry.resolve(request.model)

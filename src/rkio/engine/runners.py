@@ -42,8 +42,12 @@ class Runner(Protocol):
         ...
 
     def memory(self) -> RunnerMemory | None: ...
-    def generate(self, gen: RunnerGeneration) -> AsyncGenerator[TokenChunk | RunnerDone, None]:
-        """Closing the generator (``aclose``) aborts the generation and returns once the runtime stopped."""
+    def generate(self, gen: RunnerGeneration, push: Callable[[TokenChunk], bool] | None = None
+                 ) -> AsyncGenerator[TokenChunk | RunnerDone, None]:
+        """Closing the generator (``aclose``) aborts the generation and returns once the runtime stopped.
+
+        ``push``: the consumer's offer to take chunks as they arrive instead (``rkio.engine.chunk_push``);
+        a runner may ignore it."""
         ...
     async def call(self, op: str, args: dict[str, Any], owner: str) -> object:
         """A runtime call on the idle handle (``rkio.engine.calls``)."""

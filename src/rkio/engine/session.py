@@ -1,8 +1,9 @@
 """One ``generate`` call, from queueing to ``Done``, running in the caller's task.
 
 Tokens go from the runner's stream straight to the caller: per chunk this does two clock marks for the
-watchdog and a ``yield``, nothing else. The scheduler only hears about the request when it is queued,
-granted, cancelled, stalled, or done.
+watchdog and a ``yield``, nothing else; a chunk the caller takes through ``ChunkPush`` (from the runner
+client's read callback) costs one clock mark and never resumes this generator. The scheduler only hears
+about the request when it is queued, granted, cancelled, stalled, or done.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import asyncio
 from collections.abc import AsyncGenerator, Callable
 from typing import Any, Literal
 
+from rkio.engine.chunk_push import ChunkPush
 from rkio.engine.events import Cancel, GenerationDone, Outcome, Request, TokenStall
 from rkio.engine.mailbox import Grant, Mailbox
 from rkio.engine.run_plan import plan_generation
@@ -70,11 +72,11 @@ def kv_effect(request: GenerationRequest) -> bool | None:
 
 
 async def generate(
-    prepare: Callable[[], tuple[Supervisor, ModelSpec, GenerationRequest]],
+    prepare: Callable[[], tuple[Supervisor, ModelSpec, GenerationRequest]], push: ChunkPush | None = None,
 ) -> AsyncGenerator[EngineEvent, None]:
     """Queue the request ``prepare()`` resolves, wait for its grant, stream the runner's chunks, end with
     ``Done``. ``prepare`` (the engine's checks) runs when the iteration starts, so its errors come from
-    the first ``__anext__`` like every other."""
+    the first ``__anext__`` like every other. Chunks the consumer takes through ``push`` are not yielded."""
     sup, spec, request = prepare()
     gen = runner_generation(spec, request)
     # sampling = "reinit" models without per-run sampling are served loaded with the request's sampling
@@ -101,12 +103,23 @@ async def generate(
             raise box.error
         loop = asyncio.get_running_loop()
         settings = sup.settings
-        watchdog = Watchdog(loop, settings.first_token_timeout, settings.token_stall_timeout,
-                            lambda first: sup.post(TokenStall(rid, first)))
-        watchdog.start()
-        stream = grant.runner.generate(gen)
-        next_item = stream.__anext__
+        watchdog = dog = Watchdog(loop, settings.first_token_timeout, settings.token_stall_timeout,
+                                  lambda first: sup.post(TokenStall(rid, first)))
+        dog.start()
         first_at: float | None = None
+
+        def pushed(chunk: TokenChunk) -> bool:
+            nonlocal first_at
+            take = push.take if push is not None else None
+            if take is None or not take(chunk):
+                return False
+            dog.passed()
+            if first_at is None:
+                first_at = clock()
+            return True
+
+        stream = grant.runner.generate(gen, pushed if push is not None else None)
+        next_item = stream.__anext__
         while True:
             watchdog.waiting()
             try:

@@ -26,6 +26,7 @@ from rkio.runtime.base import (
 )
 
 if TYPE_CHECKING:
+    from rkio.engine.chunk_push import ChunkPush
     from rkio.engine.run_plan import RunPlan
 
 __all__ = ["ChatMessage", "RuntimeKind"]  # defined in the runtime layer, re-exported for the engine's callers
@@ -290,8 +291,11 @@ class EngineStatus:
 class Engine(Protocol):
     """What the HTTP / JSON-RPC layers call. Implemented by ``rkio.engine.engine.ModelEngine``."""
 
-    def generate(self, request: GenerationRequest) -> AsyncIterator[EngineEvent]:
-        """Queue, load if needed, run. Raises RkioError subclasses; closing the iterator cancels."""
+    def generate(self, request: GenerationRequest,
+                 push: ChunkPush | None = None) -> AsyncIterator[EngineEvent]:
+        """Queue, load if needed, run. Raises RkioError subclasses; closing the iterator cancels.
+
+        Token chunks the consumer takes through ``push`` (``rkio.engine.chunk_push``) are not yielded."""
         ...
 
     def plan(self, request: GenerationRequest) -> RunPlan:

@@ -1,8 +1,9 @@
 """First-token and inter-token watchdog for one generation, with no per-token timer work.
 
 The request's task marks when it starts waiting on the runner (``waiting``) and when a chunk arrived
-(``got``); a single timer fires at the earliest possible deadline and re-arms itself from those marks.
-Time the client spends not reading does not count: only waiting on the runner can stall.
+(``got``), or both at once for a chunk pushed past the task (``passed``); a single timer fires at the
+earliest possible deadline and re-arms itself from those marks. Time the client spends not reading does
+not count: only waiting on the runner can stall.
 """
 
 from __future__ import annotations
@@ -40,6 +41,11 @@ class Watchdog:
     def got(self) -> None:
         self.first = False
         self.since = None
+
+    def passed(self) -> None:
+        """A chunk went straight to the client (``rkio.engine.chunk_push``): the next one is due from now."""
+        self.first = False
+        self.since = self._timers.time()
 
     def cancel(self) -> None:
         if self._handle is not None:

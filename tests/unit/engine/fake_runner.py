@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +38,7 @@ class FakeRunner:
         self.reap_gate: asyncio.Event | None = None
         self.abort_gate: asyncio.Event | None = None  # when set, an abort takes only once it is opened
         self._dead: RunnerExit | None = None
+        self.pushed = 0  # chunks the consumer took through ``push``
         self._reaping: asyncio.Future[None] | None = None
         self._death_callbacks: list[Any] = []
         self._exit: asyncio.Future[RunnerExit] = asyncio.get_running_loop().create_future()
@@ -55,7 +56,8 @@ class FakeRunner:
     def memory(self) -> RunnerMemory | None:
         return RunnerMemory(rss_bytes=300 * MiB, hwm_bytes=320 * MiB, runtime_mb=None)
 
-    async def generate(self, gen: RunnerGeneration) -> AsyncGenerator[TokenChunk | RunnerDone, None]:
+    async def generate(self, gen: RunnerGeneration, push: Callable[[TokenChunk], bool] | None = None
+                       ) -> AsyncGenerator[TokenChunk | RunnerDone, None]:
         if self._dead is not None:
             raise RunnerCrashed(self._dead.describe(self.spec.name))
         self.generations.append(gen)
@@ -72,7 +74,11 @@ class FakeRunner:
                         return
                 if self._dead is not None:
                     raise RunnerCrashed(self._dead.describe(self.spec.name))
-                yield TokenChunk(text, (i,))
+                chunk = TokenChunk(text, (i,))
+                if push is not None and push(chunk):  # taken by the waiting consumer, as RunnerProcess does
+                    self.pushed += 1
+                    continue
+                yield chunk
             perf = Perf(prefill_ms=5.0, prefill_tokens=3, generate_ms=20.0, generate_tokens=len(self.tokens),
                         memory_usage_mb=None)
             self.running = False

@@ -13,6 +13,7 @@ from engine_fakes import spec
 from fake_runner import FakeFactory, FakeRegistry
 
 from rkio.config import Settings
+from rkio.engine.chunk_push import ChunkPush
 from rkio.engine.engine import ModelEngine
 from rkio.engine.events import TokenStall
 from rkio.engine.types import ChatMessage, Done, GenerationRequest, Loading, Queued, TokenChunk
@@ -63,6 +64,18 @@ async def test_generate_loads_streams_and_reports_usage_and_timings(env: Any) ->
     again = await collect(engine, req())
     assert not any(isinstance(e, Loading | Queued) for e in again) and again[-1].timings.load_s is None
     assert len(factory.runners) == 1
+
+
+async def test_chunks_the_consumer_takes_are_not_yielded_and_still_time_the_first_token(env: Any) -> None:
+    engine, factory = env
+    push, taken = ChunkPush(), []
+    push.take = lambda chunk: taken.append(chunk.text) is None and len(taken) < 3  # refuses the 3rd
+    events = [event async for event in engine.generate(req(), push)]
+    assert taken == ["Hello", " world", "!"]  # the refused one is yielded instead
+    assert [e.text for e in events if isinstance(e, TokenChunk)] == ["!"]
+    done = events[-1]
+    assert isinstance(done, Done) and done.timings.ttft_s is not None  # the first token was a pushed one
+    assert factory.last("a").pushed == 2
 
 
 async def test_unknown_model(env: Any) -> None:

@@ -96,6 +96,7 @@ class RunnerProcess:
         self._loaded: asyncio.Future[Loaded | Error | None] = self._loop.create_future()
         self._frames: deque[FromRunner] = deque()
         self._wakeup: asyncio.Future[None] | None = None
+        self._push: Callable[[TokenChunk], bool] | None = None  # the current consumer's, while it waits
         self._eof = False
         self._discard = False  # frames of a generation whose consumer went away
         self._runtime_idle = asyncio.Event()
@@ -171,7 +172,7 @@ class RunnerProcess:
         queued = False
         for frame in frames:
             if isinstance(frame, Tokens):
-                if not self._discard:
+                if not self._discard and not self._pushed(frame):
                     self._frames.append(frame)
                     queued = True
             elif isinstance(frame, Error) and not self._loaded.done():
@@ -199,6 +200,18 @@ class RunnerProcess:
                 self._stopped.set()
         if queued:
             self._wake()
+
+    def _pushed(self, frame: Tokens) -> bool:
+        """Hand ``frame`` to the consumer's ``push`` if it waits for it with nothing queued before."""
+        push, waiter = self._push, self._wakeup
+        if push is None or self._frames or waiter is None or waiter.done():
+            return False
+        try:
+            return push(TokenChunk(frame.text, tuple(frame.ids)))
+        except Exception:  # a broken consumer must not take the frame pipe down: it gets its chunks queued
+            log.exception("runner for %s: a consumer's push failed", self.spec.name)
+            self._push = None
+            return False
 
     def _on_eof(self) -> None:
         self._eof = True
@@ -236,8 +249,12 @@ class RunnerProcess:
         """The last measurement the runner reported (after load, after each generation)."""
         return self._memory
 
-    async def generate(self, gen: RunnerGeneration) -> AsyncGenerator[TokenChunk | RunnerDone, None]:
+    async def generate(self, gen: RunnerGeneration, push: Callable[[TokenChunk], bool] | None = None
+                       ) -> AsyncGenerator[TokenChunk | RunnerDone, None]:
         """Run one generation: TokenChunks (each batching whatever tokens were ready), then one RunnerDone.
+
+        Chunks ``push`` takes (``rkio.engine.chunk_push``) are not yielded: it is offered a frame from the
+        pipe's read callback while this generator waits with nothing queued.
 
         Raises RunnerCrashed when the runner dies meanwhile, or the runner's RuntimeFailure /
         ContextLengthExceeded / Unsupported / InvalidRequest. Closing the iterator early (``aclose``)
@@ -250,6 +267,7 @@ class RunnerProcess:
         finished = False
         try:
             await self._begin(Generate(gen))
+            self._push = push
             frames = self._frames
             while True:
                 if not frames:
@@ -286,7 +304,7 @@ class RunnerProcess:
             raise
         finally:
             self._consumer = False
-            self._wakeup = None
+            self._wakeup = self._push = None
             if not finished:
                 self._abandon()
 
