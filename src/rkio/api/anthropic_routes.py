@@ -33,6 +33,7 @@ from rkio.api.run_report import report_run
 from rkio.api.streaming import EngineStream, collect_reply
 from rkio.api.structured import OutputFormat, StructuredOutput, start_generation
 from rkio.config import Settings
+from rkio.engine.chunk_push import ChunkPush
 from rkio.engine.runner.prompt import estimate_tokens
 from rkio.engine.types import ChatMessage, Engine, GenerationRequest
 
@@ -81,12 +82,13 @@ class AnthropicRoutes:
             request_id=message_id)
         record = record_of(request.scope)
         record.model, record.stream = model, req.stream
+        push = ChunkPush() if req.stream else None
         events, headers = start_generation(self.engine, gen, structured,
-                                           report_run(self.engine, gen, record))
+                                           report_run(self.engine, gen, record), push)
         if req.stream:
             encoder = MessagesStreamEncoder(message_id, model, ReplyParser(think, bool(tools)), stops)
             return EngineStream(events, encoder, "anthropic", record, commit_after=self.commit_after,
-                                heartbeat=self.heartbeat, headers=headers)
+                                heartbeat=self.heartbeat, headers=headers, push=push)
         text, done = await collect_reply(request.receive, events, record)
         reply = parse_reply(text, think, bool(tools), structured is not None)
         return JSONResponse(message_body(message_id, model, reply, done, stops),

@@ -42,6 +42,7 @@ from rkio.api.run_report import report_run
 from rkio.api.streaming import EngineStream, collect_reply
 from rkio.api.structured import StructuredOutput, ollama_format, start_generation
 from rkio.config import Settings
+from rkio.engine.chunk_push import ChunkPush
 from rkio.engine.types import ChatMessage, Engine, GenerationRequest, ModelSpec
 from rkio.runtime.base import Sampling
 
@@ -135,11 +136,13 @@ class OllamaRoutes:
             enable_thinking=req.thinking, request_id=request_id("chat"))
         record = record_of(request.scope)
         record.model, record.stream = model, req.stream
+        push = ChunkPush() if req.stream else None
         events, headers = start_generation(self.engine, gen, structured,
-                                           report_run(self.engine, gen, record))
+                                           report_run(self.engine, gen, record), push)
         if req.stream:
             encoder = ChatNdjsonEncoder(model, ReplyParser(req.thinking, bool(tools)))
-            return EngineStream(events, encoder, "ollama", record, heartbeat=self.heartbeat, headers=headers)
+            return EngineStream(events, encoder, "ollama", record, heartbeat=self.heartbeat, headers=headers,
+                                push=push)
         text, done = await collect_reply(request.receive, events, record)
         reply = parse_reply(text, req.thinking, bool(tools), structured is not None)
         return JSONResponse({"model": model, "created_at": timestamp(), "message": chat_message(reply),
@@ -170,11 +173,13 @@ class OllamaRoutes:
             gen = GenerationRequest(messages=tuple(messages), **common)
         record = record_of(request.scope)
         record.model, record.stream = model, req.stream
+        push = ChunkPush() if req.stream else None
         events, headers = start_generation(self.engine, gen, structured,
-                                           report_run(self.engine, gen, record))
+                                           report_run(self.engine, gen, record), push)
         if req.stream:
             encoder = GenerateNdjsonEncoder(model, ReplyParser(req.thinking, False))
-            return EngineStream(events, encoder, "ollama", record, heartbeat=self.heartbeat, headers=headers)
+            return EngineStream(events, encoder, "ollama", record, heartbeat=self.heartbeat, headers=headers,
+                                push=push)
         text, done = await collect_reply(request.receive, events, record)
         reply = parse_reply(text, req.thinking, False, structured is not None)
         body: dict[str, Any] = {"model": model, "created_at": timestamp(), "response": reply.content}

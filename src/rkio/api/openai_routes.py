@@ -45,6 +45,7 @@ from rkio.api.run_report import report_run
 from rkio.api.streaming import EngineStream, collect_reply
 from rkio.api.structured import StructuredOutput, openai_format, start_generation
 from rkio.config import Settings
+from rkio.engine.chunk_push import ChunkPush
 from rkio.engine.types import ChatMessage, Engine, GenerationRequest
 from rkio.runtime.base import Sampling
 
@@ -141,13 +142,14 @@ class OpenAIRoutes:
             request_id=cid)
         record = record_of(request.scope)
         record.model, record.stream = model, req.stream
+        push = ChunkPush() if req.stream else None
         events, headers = start_generation(self.engine, gen, structured,
-                                           report_run(self.engine, gen, record))
+                                           report_run(self.engine, gen, record), push)
         if req.stream:
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
             encoder = ChatStreamEncoder(cid, created, model, include_usage, ReplyParser(think, bool(tools)))
             return EngineStream(events, encoder, "openai", record, commit_after=self.commit_after,
-                                heartbeat=self.heartbeat, headers=headers)
+                                heartbeat=self.heartbeat, headers=headers, push=push)
         text, done = await collect_reply(request.receive, events, record)
         reply = parse_reply(text, think, bool(tools), structured is not None)
         return JSONResponse(chat_completion_body(cid, created, model, reply, done),
@@ -170,13 +172,14 @@ class OpenAIRoutes:
         record = record_of(request.scope)
         record.model, record.stream = model, req.stream
         headers = report_run(self.engine, gen, record)
-        events = self.engine.generate(gen)
+        push = ChunkPush() if req.stream else None
+        events = self.engine.generate(gen, push)
         echo = prompt if req.echo else ""
         if req.stream:
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
             encoder = CompletionStreamEncoder(cid, created, model, include_usage, echo)
             return EngineStream(events, encoder, "openai", record, commit_after=self.commit_after,
-                                heartbeat=self.heartbeat, headers=headers)
+                                heartbeat=self.heartbeat, headers=headers, push=push)
         text, done = await collect_reply(request.receive, events, record)
         return JSONResponse(completion_body(cid, created, model, echo + text, done), headers=headers)
 

@@ -21,9 +21,10 @@ from typing import Any, Protocol, TypeVar
 from starlette.types import Receive, Scope, Send
 
 from rkio.api.access import RequestRecord
-from rkio.api.direct_body import body_send
+from rkio.api.direct_body import body_send, send_at_once
 from rkio.api.errors import Protocol as WireProtocol
 from rkio.api.errors import as_rkio_error, error_response
+from rkio.engine.chunk_push import ChunkPush
 from rkio.engine.types import Done, EngineEvent, Loading, Queued, TokenChunk
 from rkio.errors import Cancelled, RkioError, RuntimeFailure, ShuttingDown
 
@@ -130,12 +131,17 @@ class EngineStream:
     """ASGI response streaming one generation through a ``StreamEncoder``.
 
     ``headers``: extra response headers, read when they go out (a value may still change until then).
+    ``push``: the offer ``events`` was started with (``rkio.engine.chunk_push``): once the first token is
+    out, later ones are taken from the runner's read callback and written at once (``send_at_once``).
     """
 
     def __init__(self, events: AsyncIterator[EngineEvent], encoder: StreamEncoder, protocol: WireProtocol,
                  record: RequestRecord, *, commit_after: float = 1.0, heartbeat: float = 10.0,
-                 headers: Mapping[str, str] | None = None) -> None:
+                 headers: Mapping[str, str] | None = None, push: ChunkPush | None = None) -> None:
         self.events = events
+        self.push = push
+        self._direct: Send | None = None
+        self._pending: asyncio.Future[None] | None = None  # a pushed chunk's write that had to wait
         self.headers: Mapping[str, str] = headers if headers is not None else {}
         self.encoder = encoder
         self.protocol = protocol
@@ -178,6 +184,9 @@ class EngineStream:
             else:
                 await error_response(err, self.protocol)(scope, receive, send)
         finally:
+            if self.push is not None:
+                self.push.take = None
+            self._drop_pending()
             await close_events(self.events, finished)
 
     async def _send_error(self, err: RkioError, send: Send) -> None:
@@ -224,14 +233,47 @@ class EngineStream:
     async def _stream(self, event: EngineEvent, send: Send, direct: Send) -> bool:
         """Token chunks go to ``direct`` (``rkio.api.direct_body``), the end through the whole stack."""
         record, encoder, events = self.record, self.encoder, self.events
+        self._direct = direct
         while True:
             if isinstance(event, TokenChunk):
+                await self._settle()
                 record.chunk(time.perf_counter(), len(event.token_ids))
                 body = encoder.text(event.text)
                 if body:
                     await direct({"type": "http.response.body", "body": body, "more_body": True})
             elif isinstance(event, Done):
+                await self._settle()
                 record.done(event)
                 await send({"type": "http.response.body", "body": encoder.done(event), "more_body": False})
                 return True
+            if self.push is not None:
+                self.push.take = self._take
             event = await events.__anext__()
+
+    def _take(self, chunk: TokenChunk) -> bool:
+        """A chunk pushed while ``_stream`` waits: written now, unless an earlier write still waits."""
+        pending = self._pending
+        if pending is not None:
+            if not pending.done() or pending.cancelled() or pending.exception() is not None:
+                return False  # behind a slow client, or failed: the task takes it from here
+            self._pending = None
+        self.record.chunk(time.perf_counter(), len(chunk.token_ids))
+        body = self.encoder.text(chunk.text)
+        if body:
+            assert self._direct is not None  # set before the first take
+            self._pending = send_at_once(self._direct, {"type": "http.response.body", "body": body,
+                                                        "more_body": True})
+        return True
+
+    async def _settle(self) -> None:
+        """Wait for a pushed chunk's write that had to wait; raises what it raised."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            await pending
+
+    def _drop_pending(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None and not pending.done():
+            pending.cancel()
+        elif pending is not None and not pending.cancelled():
+            pending.exception()  # read, so that asyncio does not log it as never retrieved

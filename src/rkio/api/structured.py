@@ -24,6 +24,7 @@ import jsonschema
 from rkio.api.engine_request import with_system_text
 from rkio.api.errors import BadParameter
 from rkio.api.reply import json_instruction, parse_reply
+from rkio.engine.chunk_push import ChunkPush
 from rkio.engine.types import ChatMessage, Done, Engine, EngineEvent, GenerationRequest, TokenChunk, Usage
 from rkio.errors import OutputInvalid
 from rkio.runtime.base import CONSTRAINED_DECODING
@@ -183,10 +184,12 @@ class ResponseHeaders(Mapping[str, str]):
 
 
 def start_generation(engine: Engine, gen: GenerationRequest, structured: StructuredOutput | None,
-                     headers: Mapping[str, str] | None = None
+                     headers: Mapping[str, str] | None = None, push: ChunkPush | None = None
                      ) -> tuple[AsyncIterator[EngineEvent], ResponseHeaders]:
-    """The generation's events, and its extra response headers (``headers`` and the structured mode)."""
-    events = engine.generate(gen) if structured is None else structured.events(gen)
+    """The generation's events, and its extra response headers (``headers`` and the structured mode).
+
+    ``push`` is offered to a plain generation only: structured output checks the whole reply first."""
+    events = engine.generate(gen, push) if structured is None else structured.events(gen)
     return events, ResponseHeaders(headers or {}, structured)
 
 

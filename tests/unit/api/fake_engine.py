@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 
+from rkio.engine.chunk_push import ChunkPush
 from rkio.engine.run_plan import RunPlan, plan_for
 from rkio.engine.session import runner_generation
 from rkio.engine.types import (
@@ -122,6 +123,7 @@ class FakeEngine:
     closed_leases: list[str] = field(default_factory=list)
     lease_counter: int = 0
     runtime_calls: list[tuple[str, RuntimeCall]] = field(default_factory=list)
+    pushed: int = 0  # token chunks the consumer took through its ChunkPush
     cancel_seen: asyncio.Event = field(default_factory=asyncio.Event)  # set at each cancellation
     request_seen: asyncio.Event = field(default_factory=asyncio.Event)  # set at each request
     runtime_name: str = "rkllm-1.2.1"
@@ -139,8 +141,9 @@ class FakeEngine:
     def model_ids(self) -> list[tuple[str, ModelSpec]]:
         return [(s.name, s) for s in self.models()]
 
-    def generate(self, request: GenerationRequest) -> AsyncIterator[EngineEvent]:
-        return self._run(request)
+    def generate(self, request: GenerationRequest,
+                 push: ChunkPush | None = None) -> AsyncIterator[EngineEvent]:
+        return self._run(request, push)
 
     def plan(self, request: GenerationRequest) -> RunPlan:
         """The real planning over ``rkllm_features`` (rkllm models) or llama.cpp's features."""
@@ -148,7 +151,7 @@ class FakeEngine:
         features = LLAMA_FEATURES if model.runtime == "llamacpp" else self.rkllm_features
         return plan_for(model, runner_generation(model, request), features)
 
-    async def _run(self, request: GenerationRequest) -> AsyncIterator[EngineEvent]:
+    async def _run(self, request: GenerationRequest, push: ChunkPush | None) -> AsyncIterator[EngineEvent]:
         self.requests.append(request)
         self.request_seen.set()
         self.model(request.model)
@@ -164,6 +167,11 @@ class FakeEngine:
                 else:
                     if isinstance(step, Loading | TokenChunk):
                         self.loaded.setdefault(request.model, time.time() + 300)
+                    # as the runner client does: a chunk the waiting consumer takes is not yielded
+                    take = push.take if push is not None else None
+                    if isinstance(step, TokenChunk) and take is not None and take(step):
+                        self.pushed += 1
+                        continue
                     yield step
             finished = True
             self.completed.append(request.request_id)
