@@ -11,8 +11,9 @@ pipe holds ~50k one-token frames), while a Unix socket spends a ~1 KiB buffer pe
 few hundred, which would hand the stream to the writer thread and cost a GIL hand-off per batch.
 
 A token is not written on its own while the gateway has not read the previous frame yet (FIONREAD on
-the pipe), nor within ``COALESCE_S`` of the previous write: it rides along with the next write, so a
-fast stream costs one frame and one gateway wake-up per batch instead of per token. So that such tokens
+the pipe, asked within ``UNREAD_CHECK_S`` of that write), nor within ``COALESCE_S`` of the previous
+write: it rides along with the next write, so a fast stream costs one frame and one gateway wake-up per
+batch instead of per token. So that such tokens
 never wait for a next token that may be long in coming (a slow NPU, a runtime that hangs), the writer
 thread flushes them after ``COALESCE_S`` if nobody did before. A token is thus delayed by at most
 half a millisecond, and only when tokens come faster than 2000 per second: never at NPU speeds, where
@@ -35,6 +36,9 @@ import time
 from rkio.engine.runner.frames import FromRunner, Tokens, encode
 
 COALESCE_S = 0.0005  # seconds a token may wait for company before it is written alone
+# Whether the gateway has read the last frame is asked only this soon after writing it: a frame unread for
+# longer means a stuck gateway, not a busy one, and at an NPU's pace it saves a system call per token.
+UNREAD_CHECK_S = 0.005
 
 
 class TokenWriter:
@@ -144,7 +148,9 @@ class TokenWriter:
 
     def _drain_nonblocking(self) -> None:
         while True:
-            if time.monotonic() - self._last_write < self._coalesce_s or self._unread():
+            now = time.monotonic()
+            since = now - self._last_write
+            if since < self._coalesce_s or (since < UNREAD_CHECK_S and self._unread()):
                 # the gateway is behind: these tokens join the next write instead of making a frame of
                 # their own (the next token or the closing Done frame carries them)
                 with self._lock:
@@ -156,7 +162,7 @@ class TokenWriter:
                         self._cond.notify_all()
                 return
             data = self._take()
-            self._last_write = time.monotonic()
+            self._last_write = now
             try:
                 sent = os.write(self._fd, data) if data and not self.broken else len(data)
             except BlockingIOError:
