@@ -61,20 +61,20 @@ def send_at_once(send: Send, message: Message) -> asyncio.Future[None] | None:
         failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         failed.set_exception(exc)
         return failed
-    return asyncio.ensure_future(_resume(coro, yielded))
+    task = asyncio.ensure_future(_resume(coro, yielded))
+    # however the task ends, the send ends with it: cancelled before its first step, the task never even
+    # enters _resume, and the send would stay suspended until garbage collection
+    task.add_done_callback(lambda _: coro.close())
+    return task
 
 
 async def _resume(coro: Coroutine[Any, Any, None], yielded: object) -> None:
     """Drive ``coro`` on from where it suspended, as its task would have: it waits for ``yielded``."""
     while True:
-        try:
-            if isinstance(yielded, asyncio.Future):
-                await asyncio.wait((yielded,))  # its result or error is read by ``coro`` itself
-            else:
-                await asyncio.sleep(0)  # a bare yield
-        except asyncio.CancelledError:
-            coro.close()
-            raise
+        if isinstance(yielded, asyncio.Future):
+            await asyncio.wait((yielded,))  # its result or error is read by ``coro`` itself
+        else:
+            await asyncio.sleep(0)  # a bare yield
         try:
             yielded = coro.send(None)
         except StopIteration:
