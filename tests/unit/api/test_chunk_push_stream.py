@@ -75,7 +75,8 @@ async def test_cancelling_a_waiting_send_ends_it() -> None:
 
 def _chat_stream(engine: FakeEngine, words: int) -> tuple[EngineStream, ChunkPush]:
     push = ChunkPush()
-    gen = GenerationRequest(model="qwen", prompt=" ".join(f"w{i}" for i in range(words)), raw=True)
+    gen = GenerationRequest(model="qwen", prompt=" ".join(f"w{i}" for i in range(words)), raw=True,
+                            request_id="c1")
     encoder = ChatStreamEncoder("c1", 0, "qwen", False, ReplyParser(False, False))
     stream = EngineStream(engine.generate(gen, push), encoder, "openai",
                           RequestRecord(ApiMetrics(), time.perf_counter()), push=push)
@@ -132,3 +133,26 @@ async def test_a_slow_client_gets_every_chunk_in_order() -> None:
     assert "".join(deltas) == " ".join(f"w{i}" for i in range(12))
     assert waits == 2
     assert 0 < engine.pushed < 11  # behind the waiting sends, chunks came through the iterator
+
+
+async def test_a_client_that_leaves_behind_a_waiting_write_cancels_the_generation() -> None:
+    engine = FakeEngine()
+    stuck, write_ended = asyncio.Event(), asyncio.Event()
+
+    async def send(message: Message) -> None:
+        if b"w3" in message.get("body", b""):  # the client stops reading, then goes away
+            stuck.set()
+            try:
+                await asyncio.Event().wait()
+            finally:
+                write_ended.set()
+
+    async def receive() -> Message:
+        await stuck.wait()
+        return {"type": "http.disconnect"}
+
+    stream, push = _chat_stream(engine, 12)
+    await stream({"type": "http", SCOPE_KEY: send}, receive, send)
+    assert stream.record.outcome == "disconnected"
+    assert write_ended.is_set()  # the pushed write that waited was ended, not left behind
+    assert engine.cancelled == ["c1"] and push.take is None  # the generation was closed early
