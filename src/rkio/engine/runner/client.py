@@ -14,11 +14,11 @@ import logging
 import os
 import signal
 import sys
-from collections import deque
 from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import Any, ClassVar
 
 from rkio.engine.runner.child import TERM_GRACE_S, ChildProcess, Phase
+from rkio.engine.runner.consumer_queue import ConsumerQueue
 from rkio.engine.runner.frames import (
     Abort,
     Call,
@@ -94,9 +94,7 @@ class RunnerProcess:
         self._last_progress = self._loop.time()
         self._last_work: LoadWork | None = None
         self._loaded: asyncio.Future[Loaded | Error | None] = self._loop.create_future()
-        self._frames: deque[FromRunner] = deque()
-        self._wakeup: asyncio.Future[None] | None = None
-        self._push: Callable[[TokenChunk], bool] | None = None  # the current consumer's, while it waits
+        self._queue = ConsumerQueue(self._loop, spec.name)
         self._eof = False
         self._discard = False  # frames of a generation whose consumer went away
         self._runtime_idle = asyncio.Event()
@@ -169,12 +167,10 @@ class RunnerProcess:
             self._transport.write(encode(message))
 
     def _on_frames(self, frames: list[FromRunner]) -> None:
-        queued = False
         for frame in frames:
             if isinstance(frame, Tokens):
-                if not self._discard and not self._pushed(frame):
-                    self._frames.append(frame)
-                    queued = True
+                if not self._discard:
+                    self._queue.offer(frame)
             elif isinstance(frame, Error) and not self._loaded.done():
                 self._loaded.set_result(frame)
             elif isinstance(frame, Done | Error | CallResult):
@@ -186,8 +182,7 @@ class RunnerProcess:
                 if self._discard:
                     self._discard = False
                 else:
-                    self._frames.append(frame)
-                    queued = True
+                    self._queue.put(frame)
             elif isinstance(frame, Loaded):
                 if not self._loaded.done():
                     self._loaded.set_result(frame)
@@ -198,20 +193,6 @@ class RunnerProcess:
                 self._memory = runner_memory(frame.memory)
             elif isinstance(frame, Stopped):
                 self._stopped.set()
-        if queued:
-            self._wake()
-
-    def _pushed(self, frame: Tokens) -> bool:
-        """Hand ``frame`` to the consumer's ``push`` if it waits for it with nothing queued before."""
-        push, waiter = self._push, self._wakeup
-        if push is None or self._frames or waiter is None or waiter.done():
-            return False
-        try:
-            return push(TokenChunk(frame.text, tuple(frame.ids)))
-        except Exception:  # a broken consumer must not take the frame pipe down: it gets its chunks queued
-            log.exception("runner for %s: a consumer's push failed", self.spec.name)
-            self._push = None
-            return False
 
     def _on_eof(self) -> None:
         self._eof = True
@@ -221,7 +202,7 @@ class RunnerProcess:
         self._stopped.set()
         if not self._loaded.done():
             self._loaded.set_result(None)
-        self._wake()
+        self._queue.close()
         callbacks, self._death_callbacks = self._death_callbacks, []
         for callback in callbacks:
             callback()
@@ -237,11 +218,6 @@ class RunnerProcess:
             self._loop.call_soon(callback)
         else:
             self._death_callbacks.append(callback)
-
-    def _wake(self) -> None:
-        waiter = self._wakeup
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
 
     # ------------------------------------------------------------------------------------------ generate
 
@@ -267,27 +243,15 @@ class RunnerProcess:
         finished = False
         try:
             await self._begin(Generate(gen))
-            self._push = push
-            frames = self._frames
+            queue = self._queue
+            queue.push = push
             while True:
-                if not frames:
-                    if self._eof:
-                        finished = True
-                        raise await self._gone()
-                    self._wakeup = self._loop.create_future()
-                    await self._wakeup
-                    continue
-                frame = frames.popleft()
+                frame = await queue.get()
+                if frame is None:
+                    finished = True
+                    raise await self._gone()
                 if isinstance(frame, Tokens):
-                    if frames and isinstance(frames[0], Tokens):
-                        texts, ids = [frame.text], list(frame.ids)
-                        while frames and isinstance(frames[0], Tokens):
-                            more = frames.popleft()
-                            texts.append(more.text)  # type: ignore[union-attr]
-                            ids.extend(more.ids)  # type: ignore[union-attr]
-                        yield TokenChunk("".join(texts), tuple(ids))
-                    else:
-                        yield TokenChunk(frame.text, tuple(frame.ids))
+                    yield queue.chunk(frame)
                 elif isinstance(frame, Done):
                     finished = True
                     yield RunnerDone(frame.finish, frame.prompt_tokens,  # type: ignore[arg-type]
@@ -304,7 +268,7 @@ class RunnerProcess:
             raise
         finally:
             self._consumer = False
-            self._wakeup = self._push = None
+            self._queue.release()
             if not finished:
                 self._abandon()
 
@@ -321,27 +285,23 @@ class RunnerProcess:
         try:
             await self._begin(Call(op, args, owner))
             while True:
-                if not self._frames:
-                    if self._eof:
-                        raise await self._gone()
-                    self._wakeup = self._loop.create_future()
-                    await self._wakeup
-                    continue
-                frame = self._frames.popleft()
+                frame = await self._queue.get()
+                if frame is None:
+                    raise await self._gone()
                 if isinstance(frame, CallResult):
                     return frame.value
                 if isinstance(frame, Error):
                     raise to_exception(frame, await self._output.error_at(frame.marker))
         finally:
             self._consumer = False
-            self._wakeup = None
+            self._queue.release()
 
     async def _begin(self, command: Generate | Call) -> None:
         """Send ``command`` once the runtime is idle; its answer frames go to the one consumer."""
         await self._runtime_idle.wait()
         if self._eof or self._phase not in ("idle", "generation"):
             raise await self._gone()
-        self._frames.clear()
+        self._queue.clear()
         self._runtime_idle.clear()
         self._phase = "generation"
         self._send(command)
@@ -352,7 +312,7 @@ class RunnerProcess:
             return False
         if not self._discard:
             self._discard = True
-            self._frames.clear()
+            self._queue.clear()
             self._send(Abort())
         return True
 
