@@ -13,11 +13,10 @@ few hundred, which would hand the stream to the writer thread and cost a GIL han
 A token is not written on its own while the gateway has not read the previous frame yet (FIONREAD on
 the pipe, asked within ``UNREAD_CHECK_S`` of that write), nor within ``COALESCE_S`` of the previous
 write: it rides along with the next write, so a fast stream costs one frame and one gateway wake-up per
-batch instead of per token. So that such tokens
-never wait for a next token that may be long in coming (a slow NPU, a runtime that hangs), the writer
-thread flushes them after ``COALESCE_S`` if nobody did before. A token is thus delayed by at most
-half a millisecond, and only when tokens come faster than 2000 per second: never at NPU speeds, where
-each token leaves at once.
+batch instead of per token. So that such tokens never wait for a next token that may be long in coming
+(a slow NPU, a runtime that hangs), the writer thread flushes them after ``COALESCE_S`` if nobody did
+before. A token is thus delayed by at most half a millisecond, and only when tokens come faster than
+2000 per second: never at NPU speeds, where each token leaves at once.
 
 Whoever holds ``_busy`` owns the pipe: the callback (non-blocking writes), the writer thread (blocking
 write of a backlog) or ``send`` (a control frame after every token pushed before it).
