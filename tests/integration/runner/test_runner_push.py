@@ -12,6 +12,7 @@ import simkit
 from rkio.engine.runner import RunnerProcess
 from rkio.engine.runner.messages import RunnerDone, RunnerGeneration
 from rkio.engine.types import ModelSpec, TokenChunk
+from rkio.errors import RunnerCrashed
 from rkio.runtime.base import GenerateParams
 
 pytestmark = pytest.mark.timeout(60)
@@ -81,3 +82,15 @@ async def test_a_push_that_raises_leaves_the_iterator_to_deliver_everything(
     pushed: list[tuple[str, str]] = []
     await _reply(runner, "[[n=5]] next", lambda c: pushed.append(("pushed", c.text)) is None, pushed)
     assert "".join(text for _, text in pushed) == "".join(simkit.expected_reply("[[n=5]] next", 5))
+
+
+async def test_a_crash_while_chunks_are_pushed_ends_the_stream_with_the_crash(
+        make_spec: SpecMaker, sim_env: dict[str, str], runners: list[RunnerProcess]) -> None:
+    runner = await _start(make_spec(token_us=2000, fault="segv_at_token:5"), sim_env, runners)
+    arrived: list[tuple[str, str]] = []
+    prompt = "[[n=20]] a b c"
+    with pytest.raises(RunnerCrashed, match="crashed with SIGSEGV during generation"):
+        await _reply(runner, prompt, lambda c: arrived.append(("pushed", c.text)) is None, arrived)
+    # what came before the crash came whole and in order, through the push
+    assert "".join(text for _, text in arrived) == "".join(simkit.expected_reply(prompt, 5))
+    assert {way for way, _ in arrived} == {"pushed"}
