@@ -4,8 +4,10 @@
 
 ``board_pace_bench.py`` says how much CPU a token costs; this says in which library it is spent: the
 CPython interpreter, the kernel (wake-ups, the pipe, loopback TCP including the client's receive path),
-uvloop, msgspec, ctypes, the simulated runtime. It samples ``cpu-clock`` (a software event, so it works
-in a VM without hardware counters) with ``perf record`` on both processes during three streamed replies.
+uvloop, msgspec, ctypes, the simulated runtime. It also counts each process's voluntary context switches
+(wake-ups) and minor page faults per token, over all its threads. It samples ``cpu-clock`` (a software
+event, so it works in a VM without hardware counters) with ``perf record`` on both processes during
+three streamed replies.
 Needs ``perf`` and the right to attach to a process (root, or ``kernel.perf_event_paranoid`` <= 1);
 not part of ``make bench``. Python 3.11 frames show only as ``_PyEval_EvalFrameDefault``: which Python
 functions are hot is what ``instructions_bench.py`` (callgrind) tells.
@@ -26,6 +28,21 @@ from http_bench import process_tree, start_server, stream_once
 
 SAMPLE_HZ = 20_000
 TOP = 8
+
+
+def wakeups_and_faults(pid: int) -> tuple[int, int]:
+    """Voluntary context switches and minor page faults of every thread of ``pid`` so far."""
+    switches = faults = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            status = (task / "status").read_text()
+            stat = (task / "stat").read_text()
+        except (FileNotFoundError, ProcessLookupError):  # a thread that ended meanwhile
+            continue
+        switches += next(int(line.split()[1]) for line in status.splitlines()
+                         if line.startswith("voluntary_ctxt_switches:"))
+        faults += int(stat.rsplit(")", 1)[1].split()[7])  # minflt, the 10th field of proc(5)'s stat
+    return switches, faults
 
 
 def by_library(data: Path) -> list[str]:
@@ -54,7 +71,14 @@ def main() -> int:
                  "-p", str(pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 for role, pid in roles.items()}
             time.sleep(1)  # perf attaches
+            refused = [role for role, recorder in recorders.items() if recorder.poll() is not None]
+            if refused:
+                print(f"perf record could not attach to the {' and the '.join(refused)} (it needs root or "
+                      "kernel.perf_event_paranoid <= 1)", file=sys.stderr)
+                return 1
+            before = {role: wakeups_and_faults(pid) for role, pid in roles.items()}
             tokens = sum(stream_once(url, "bench", args.tokens, args.api)[3] for _ in range(3))
+            after = {role: wakeups_and_faults(pid) for role, pid in roles.items()}
             for recorder in recorders.values():
                 recorder.send_signal(signal.SIGINT)
                 recorder.wait()
@@ -62,9 +86,11 @@ def main() -> int:
             proc.terminate()
             proc.wait()
         print(f"{tokens} tokens at {args.token_us / 1000:g} ms per token ({args.api}); "
-              f"cpu-clock samples at {SAMPLE_HZ} Hz, share per library:")
+              f"cpu-clock samples at {SAMPLE_HZ} Hz")
         for role in roles:
-            print(f"\n{role}:")
+            switches, faults = (b - a for a, b in zip(before[role], after[role], strict=True))
+            print(f"\n{role}: {switches / tokens:.2f} wake-ups and {faults / tokens:.2f} minor page faults "
+                  "per token; CPU samples by library:")
             for line in by_library(Path(tmp) / f"{role}.data"):
                 print(f"  {line}")
     return 0
