@@ -2,36 +2,21 @@
 
 from __future__ import annotations
 
-import time
-from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 
 from rkio.api.errors import stream_error_event
 from rkio.api.reply import Reply, ReplyParser
+from rkio.engine.chunk_push import RelayFormat
 from rkio.engine.types import Done, Loading, Queued
 from rkio.errors import RkioError
+from rkio.timestamps import utc_timestamp
 
 _encode = msgspec.json.encode
 
 
-class _SecondCache:
-    """The date and time of the current second, formatted once (``created_at`` is written per token)."""
-
-    second = -1
-    text = ""
-
-
-def timestamp(at: float | None = None) -> str:
-    """RFC 3339 with microseconds in UTC, as Ollama writes ``created_at``."""
-    if at is not None:
-        return datetime.fromtimestamp(at, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-    second, nanos = divmod(time.time_ns(), 1_000_000_000)
-    if second != _SecondCache.second:  # datetime's isoformat costs ~10x this per call
-        _SecondCache.second = second
-        _SecondCache.text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-    return f"{_SecondCache.text}.{nanos // 1000:06d}Z"
+timestamp = utc_timestamp  # RFC 3339 with microseconds in UTC, as Ollama writes ``created_at``
 
 
 def _ns(seconds: float | None) -> int:
@@ -68,8 +53,16 @@ class _NdjsonBase:
         self._plain = parser.passthrough  # no reasoning split, no tool calls: every chunk is content
         self._head = b'{"model":' + _encode(model) + b',"created_at":"'
 
+    _STAMP_SUFFIX = b""  # what follows the timestamp of a plain chunk, up to its text
+    _SUFFIX = b""  # what follows its text
+
     def waiting(self, event: Queued | Loading) -> bytes:
         return b""
+
+    def relay_format(self) -> RelayFormat | None:
+        if not self._plain:
+            return None
+        return RelayFormat(self._head, self._SUFFIX, self._STAMP_SUFFIX)
 
     def heartbeat(self) -> bytes:
         return b""
@@ -84,11 +77,13 @@ class _NdjsonBase:
 class ChatNdjsonEncoder(_NdjsonBase):
     """/api/chat chunks: ``{"model","created_at","message":{...},"done":false}``."""
 
+    _STAMP_SUFFIX = b'","message":{"role":"assistant","content":'
+    _SUFFIX = b'},"done":false}\n'
+
     def _content(self, text: str) -> bytes:
         if not text:
             return b""
-        return (self._head + timestamp().encode() + b'","message":{"role":"assistant","content":'
-                + _encode(text) + b'},"done":false}\n')
+        return self._head + timestamp().encode() + self._STAMP_SUFFIX + _encode(text) + self._SUFFIX
 
     def _reply(self, reply: Reply) -> bytes:
         if not reply.reasoning and not reply.calls:
@@ -107,10 +102,13 @@ class ChatNdjsonEncoder(_NdjsonBase):
 class GenerateNdjsonEncoder(_NdjsonBase):
     """/api/generate chunks: ``{"model","created_at","response":"...","done":false}`` (+ ``thinking``)."""
 
+    _STAMP_SUFFIX = b'","response":'
+    _SUFFIX = b',"done":false}\n'
+
     def _content(self, text: str) -> bytes:
         if not text:
             return b""
-        return self._head + timestamp().encode() + b'","response":' + _encode(text) + b',"done":false}\n'
+        return self._head + timestamp().encode() + self._STAMP_SUFFIX + _encode(text) + self._SUFFIX
 
     def _reply(self, reply: Reply) -> bytes:
         if not reply.reasoning:
