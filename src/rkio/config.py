@@ -101,6 +101,8 @@ class Settings(BaseSettings):
     cors_origins: Names = ()
     max_body_bytes: Annotated[Size, Field(ge=1)] = 8 << 20
     image_urls: bool = False  # fetch http(s) image URLs in OpenAI requests (off: only data URLs)
+    # the runner writes a plain streamed reply to the client's socket itself (rkio.engine.chunk_push)
+    stream_relay: bool = True
     default_model: str | None = None
     log_level: Annotated[LogLevel, BeforeValidator(_lower)] = LogLevel.INFO
     npu_lock: UserPath | None = None  # None = rkio.engine.npu_lock.default_lock_path()

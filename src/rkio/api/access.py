@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +51,14 @@ class RequestRecord:
             gap = (now - self.last_chunk) / n_tokens
             for _ in range(n_tokens):
                 self.metrics.token_gap.observe(gap, self.model)
+        self.last_chunk = now
+
+    def relayed(self, now: float, gaps: Sequence[float]) -> None:
+        """Tokens the runner wrote to the client itself (``rkio.engine.chunk_push``), by their gaps."""
+        observe, model = self.metrics.token_gap.observe, self.model
+        for gap in gaps:
+            observe(gap, model)
+        self.metrics.relayed_tokens.inc(model, by=len(gaps))
         self.last_chunk = now
 
     def done(self, done: Done) -> None:

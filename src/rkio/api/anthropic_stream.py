@@ -18,6 +18,7 @@ from rkio.api.errors import stream_error_event
 from rkio.api.reply import Reply, ReplyParser
 from rkio.api.streaming import SseKeepalive
 from rkio.api.tool_calls import ToolCall
+from rkio.engine.chunk_push import RelayFormat
 from rkio.engine.types import Done
 from rkio.errors import RkioError
 
@@ -124,6 +125,9 @@ class MessagesStreamEncoder(SseKeepalive):
             out.append(self._close_block())
             self._n_calls += 1
         return b"".join(out)
+
+    def relay_format(self) -> RelayFormat | None:
+        return None  # a text block opens and closes around reasoning and tool calls: built per chunk
 
     def text(self, text: str) -> bytes:
         return self._opening() + self._reply(self.parser.feed(text))

@@ -107,6 +107,9 @@ class ApiMetrics:
                                    label_names=("model",))
         self.prompt_tokens = Counter("rkio_prompt_tokens_total", "Prompt tokens processed.", ("model",))
         self.completion_tokens = Counter("rkio_completion_tokens_total", "Tokens generated.", ("model",))
+        self.relayed_tokens = Counter("rkio_relayed_tokens_total",
+                                      "Streamed tokens the runner wrote to the client's socket itself.",
+                                      ("model",))
         self.disconnects = Counter("rkio_client_disconnects_total", "Requests abandoned by their client.",
                                    ("endpoint",))
         self.not_applied = Counter("rkio_settings_not_applied_total",
@@ -116,7 +119,8 @@ class ApiMetrics:
     def render(self, status: EngineStatus | None) -> str:
         lines: list[str] = []
         for metric in (self.requests, self.duration, self.ttft, self.token_gap, self.queue_wait,
-                       self.load_time, self.prompt_tokens, self.completion_tokens, self.disconnects,
+                       self.load_time, self.prompt_tokens, self.completion_tokens, self.relayed_tokens,
+                       self.disconnects,
                        self.not_applied):
             lines += metric.render()
         if status is not None:

@@ -11,6 +11,7 @@ import msgspec
 from rkio.api.errors import stream_error_event
 from rkio.api.reply import Reply, ReplyParser
 from rkio.api.streaming import SseKeepalive
+from rkio.engine.chunk_push import RelayFormat
 from rkio.engine.types import Done
 from rkio.errors import RkioError
 
@@ -80,6 +81,11 @@ class ChatStreamEncoder(_SseBase):
             self._n_calls += 1
         return b"".join(out)
 
+    def relay_format(self) -> RelayFormat | None:
+        if not (self._plain and self._started):
+            return None
+        return RelayFormat(self._head + b'{"content":', b"}" + self._tail)
+
     def text(self, text: str) -> bytes:
         if self._plain:  # the common chunk skips the parser and its Reply
             return self._opening() + self._delta(b"content", text) if text else self._opening()
@@ -104,6 +110,9 @@ class CompletionStreamEncoder(_SseBase):
         self._tail = b',"index":0,"logprobs":null,"finish_reason":null}]' \
             + (b',"usage":null' if include_usage else b"") + b"}\n\n"
         self._echo = echo_prompt
+
+    def relay_format(self) -> RelayFormat | None:
+        return None if self._echo else RelayFormat(self._head, self._tail)
 
     def text(self, text: str) -> bytes:
         if self._echo:

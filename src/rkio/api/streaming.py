@@ -24,11 +24,13 @@ from rkio.api.access import RequestRecord
 from rkio.api.direct_body import body_send, send_at_once
 from rkio.api.errors import Protocol as WireProtocol
 from rkio.api.errors import as_rkio_error, error_response
-from rkio.engine.chunk_push import ChunkPush
+from rkio.api.lent_socket import LentSocket, lend_socket
+from rkio.engine.chunk_push import ChunkPush, RelayFormat
 from rkio.engine.types import Done, EngineEvent, Loading, Queued, TokenChunk
 from rkio.errors import Cancelled, RkioError, RuntimeFailure, ShuttingDown
 
 T = TypeVar("T")
+RECLAIM_WAIT_S = 2.0  # for a lent socket to come back (the runner's reader answers, hung runtime or not)
 
 
 class ClientGone(Exception):
@@ -46,6 +48,11 @@ class StreamEncoder(Protocol):
     def text(self, text: str) -> bytes: ...
     def done(self, done: Done) -> bytes: ...
     def error(self, err: RkioError) -> bytes: ...
+
+    def relay_format(self) -> RelayFormat | None:
+        """What ``text`` writes for every later chunk, if that is fixed bytes around the JSON-encoded
+        text (a plain reply): then the runner may write them itself (``rkio.engine.chunk_push``)."""
+        ...
 
 
 async def _disconnected(receive: Receive) -> None:
@@ -132,7 +139,9 @@ class EngineStream:
 
     ``headers``: extra response headers, read when they go out (a value may still change until then).
     ``push``: the offer ``events`` was started with (``rkio.engine.chunk_push``): once the first token is
-    out, later ones are taken from the runner's read callback and written at once (``send_at_once``).
+    out, later ones are taken from the runner's read callback and written at once (``send_at_once``),
+    or, when the encoder allows it, written by the runner itself to the client's socket, lent to it
+    (``rkio.api.lent_socket``).
     """
 
     def __init__(self, events: AsyncIterator[EngineEvent], encoder: StreamEncoder, protocol: WireProtocol,
@@ -142,6 +151,8 @@ class EngineStream:
         self.push = push
         self._direct: Send | None = None
         self._pending: asyncio.Future[None] | None = None  # a pushed chunk's write that had to wait
+        self._lent: LentSocket | None = None
+        self._lend_asked = False
         self.headers: Mapping[str, str] = headers if headers is not None else {}
         self.encoder = encoder
         self.protocol = protocol
@@ -185,11 +196,13 @@ class EngineStream:
                 await error_response(err, self.protocol)(scope, receive, send)
         finally:
             if self.push is not None:
-                self.push.take = None
+                self.push.take = self.push.relay = None
             self._drop_pending()
             await close_events(self.events, finished)
 
     async def _send_error(self, err: RkioError, send: Send) -> None:
+        if self._lent is not None and not await self._lent.back(RECLAIM_WAIT_S):
+            return  # the runner may still write to the socket: the connection just closes
         await send({"type": "http.response.body", "body": self.encoder.error(err), "more_body": False})
 
     async def _first_output(self, send: Send) -> TokenChunk | Done:
@@ -244,10 +257,16 @@ class EngineStream:
             elif isinstance(event, Done):
                 await self._settle()
                 record.done(event)
+                if self._lent is not None and self._lent.lent:
+                    raise RuntimeFailure("the generation ended while the runner still held the socket")
                 await send({"type": "http.response.body", "body": encoder.done(event), "more_body": False})
                 return True
             if self.push is not None:
                 self.push.take = self._take
+                if not self._lend_asked:  # once: the encoder knows its format after the first chunk
+                    self._lend_asked = True
+                    self._lent = self.push.relay = lend_socket(direct, encoder.relay_format(), record,
+                                                               self._writing)
             event = await events.__anext__()
 
     def _take(self, chunk: TokenChunk) -> bool:
@@ -264,6 +283,12 @@ class EngineStream:
             self._pending = send_at_once(self._direct, {"type": "http.response.body", "body": body,
                                                         "more_body": True})
         return True
+
+    def _writing(self) -> bool:
+        """A pushed chunk's write still waits (or failed): not the moment to lend the socket."""
+        pending = self._pending
+        return pending is not None and (not pending.done() or pending.cancelled()
+                                        or pending.exception() is not None)
 
     async def _settle(self) -> None:
         """Wait for a pushed chunk's write that had to wait; raises what it raised."""

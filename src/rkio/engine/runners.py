@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from rkio.config import Settings
 from rkio.engine import meminfo
+from rkio.engine.chunk_push import RunnerRelay
 from rkio.engine.events import Event, LoadDone, LoadFailed, RunnerDied, RunnerExited, RunnerKilled
 from rkio.engine.runner.messages import RunnerDone, RunnerExit, RunnerGeneration, RunnerMemory
 from rkio.engine.types import ModelSpec, TokenChunk
@@ -42,12 +43,12 @@ class Runner(Protocol):
         ...
 
     def memory(self) -> RunnerMemory | None: ...
-    def generate(self, gen: RunnerGeneration, push: Callable[[TokenChunk], bool] | None = None
-                 ) -> AsyncGenerator[TokenChunk | RunnerDone, None]:
+    def generate(self, gen: RunnerGeneration, push: Callable[[TokenChunk], bool] | None = None,
+                 relay: RunnerRelay | None = None) -> AsyncGenerator[TokenChunk | RunnerDone, None]:
         """Closing the generator (``aclose``) aborts the generation and returns once the runtime stopped.
 
-        ``push``: the consumer's offer to take chunks as they arrive instead (``rkio.engine.chunk_push``);
-        a runner may ignore it."""
+        ``push``: the consumer's offer to take chunks as they arrive instead, ``relay`` its offer of the
+        client's socket (``rkio.engine.chunk_push``); a runner may ignore either."""
         ...
     async def call(self, op: str, args: dict[str, Any], owner: str) -> object:
         """A runtime call on the idle handle (``rkio.engine.calls``)."""

@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import AsyncGenerator, Callable
 from typing import Any, Literal
 
-from rkio.engine.chunk_push import ChunkPush
+from rkio.engine.chunk_push import ChunkPush, WatchedRelay
 from rkio.engine.events import Cancel, GenerationDone, Outcome, Request, TokenStall
 from rkio.engine.mailbox import Grant, Mailbox
 from rkio.engine.run_plan import plan_generation
@@ -118,7 +118,9 @@ async def generate(
                 first_at = clock()
             return True
 
-        stream = grant.runner.generate(gen, pushed if push is not None else None)
+        relay = (WatchedRelay(push, dog.passed, settings.token_stall_timeout)
+                 if push is not None and settings.stream_relay else None)
+        stream = grant.runner.generate(gen, pushed if push is not None else None, relay)
         next_item = stream.__anext__
         while True:
             watchdog.waiting()

@@ -25,9 +25,9 @@ def sim_lib() -> Path:
 def start_server(sim_lib: Path, tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
     servers: list[LiveServer] = []
 
-    def start(*flags: str, flavour: str = FLAVOUR) -> LiveServer:
+    def start(*flags: str, flavour: str = FLAVOUR, env: dict[str, str] | None = None) -> LiveServer:
         library = sim_lib if flavour == FLAVOUR else simkit.sim_library(flavour)
-        server = launch(tmp_path / f"home{len(servers)}", library, flavour, *flags)
+        server = launch(tmp_path / f"home{len(servers)}", library, flavour, *flags, env=env)
         servers.append(server)
         return server
 

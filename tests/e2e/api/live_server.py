@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,15 +52,17 @@ def make_models(models: Path) -> None:
     add_vision_model(models, "sim-vl", llm_bytes=32 << 20)  # the .rkllm, its .rknn encoder, [vision]
 
 
-def launch(home: Path, sim_lib: Path, flavour: str, *flags: str) -> LiveServer:
-    """``rkio serve`` on the simulator over ``make_models`` under ``home``, returned once it is healthy."""
+def launch(home: Path, sim_lib: Path, flavour: str, *flags: str,
+           env: Mapping[str, str] | None = None) -> LiveServer:
+    """``rkio serve`` on the simulator over ``make_models`` under ``home``, returned once it is healthy;
+    ``env``: more environment (settings as ``RKIO_<NAME>``)."""
     make_models(home / "models")
     port = free_port()
     env = {**os.environ, "RKIO_RKLLM_LIB": str(sim_lib), "RKIO_RKLLM_ABI": flavour,
            "RKIO_RKNN_LIB": str(sim_rknn_library()),
            "RKIO_HOME": str(home),
            "RKLLM_SIM_STATE": str(home / "sim-state"), "RKLLM_SIM_TOKEN_US": "0",
-           "RKLLM_SIM_PREFILL_US": "0", "RKLLM_SIM_INIT_MS": "0"}
+           "RKLLM_SIM_PREFILL_US": "0", "RKLLM_SIM_INIT_MS": "0", **(env or {})}
     log_path = home / "server.log"
     cmd = [sys.executable, "-m", "rkio", "serve", "--port", str(port),
            "--models-dir", str(home / "models"),

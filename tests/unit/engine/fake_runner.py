@@ -56,8 +56,8 @@ class FakeRunner:
     def memory(self) -> RunnerMemory | None:
         return RunnerMemory(rss_bytes=300 * MiB, hwm_bytes=320 * MiB, runtime_mb=None)
 
-    async def generate(self, gen: RunnerGeneration, push: Callable[[TokenChunk], bool] | None = None
-                       ) -> AsyncGenerator[TokenChunk | RunnerDone, None]:
+    async def generate(self, gen: RunnerGeneration, push: Callable[[TokenChunk], bool] | None = None,
+                       relay: object = None) -> AsyncGenerator[TokenChunk | RunnerDone, None]:
         if self._dead is not None:
             raise RunnerCrashed(self._dead.describe(self.spec.name))
         self.generations.append(gen)

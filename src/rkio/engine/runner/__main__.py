@@ -26,11 +26,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rkio.engine.runner")
     parser.add_argument("--fd", type=int, required=True, help="socket the gateway sends commands on")
     parser.add_argument("--out-fd", type=int, required=True, help="pipe for frames to the gateway")
+    parser.add_argument("--relay-fd", type=int, help="socket the gateway lends client sockets on")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     _raise_fd_limit()
     sock = socket.socket(fileno=args.fd)
-    return RunnerService(sock, args.out_fd, create_runtime).serve()
+    relay = socket.socket(fileno=args.relay_fd) if args.relay_fd is not None else None
+    return RunnerService(sock, args.out_fd, create_runtime, relay_sock=relay).serve()
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import sys
 from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import Any, ClassVar
 
+from rkio.engine.chunk_push import RunnerRelay
 from rkio.engine.runner.child import TERM_GRACE_S, ChildProcess, Phase
 from rkio.engine.runner.consumer_queue import ConsumerQueue
 from rkio.engine.runner.frames import (
@@ -33,6 +34,8 @@ from rkio.engine.runner.frames import (
     Loaded,
     Memory,
     Progress,
+    Relayed,
+    RelayEnd,
     Stop,
     Stopped,
     Tokens,
@@ -43,6 +46,7 @@ from rkio.engine.runner.frames import (
 from rkio.engine.runner.memory import runner_memory
 from rkio.engine.runner.messages import RunnerDone, RunnerExit, RunnerGeneration, RunnerMemory
 from rkio.engine.runner.progress import LoadWork, made_progress
+from rkio.engine.runner.relay_lender import RelayLender
 from rkio.engine.runner.spawn import spawn_runner
 from rkio.engine.runner.wire_errors import to_exception
 from rkio.engine.types import ModelSpec, TokenChunk
@@ -95,6 +99,7 @@ class RunnerProcess:
         self._last_work: LoadWork | None = None
         self._loaded: asyncio.Future[Loaded | Error | None] = self._loop.create_future()
         self._queue = ConsumerQueue(self._loop, spec.name)
+        self._lender = RelayLender(None, self._send)
         self._eof = False
         self._discard = False  # frames of a generation whose consumer went away
         self._runtime_idle = asyncio.Event()
@@ -114,8 +119,9 @@ class RunnerProcess:
         Raises LoadFailed (the runtime refused: message ends with its last "E ..." line, or the load made no
         progress for ``load_timeout`` seconds) or RunnerCrashed (the process died while loading).
         """
-        proc, parent, frames_in = await spawn_runner(cls.argv, env)
+        proc, parent, frames_in, relay = await spawn_runner(cls.argv, env)
         runner = cls(spec, proc)
+        runner._lender = RelayLender(relay, runner._send)
         try:
             pipe = os.fdopen(frames_in, "rb", buffering=0)
             runner._pipe, _ = await runner._loop.connect_read_pipe(lambda: _Channel(runner), pipe)
@@ -169,8 +175,12 @@ class RunnerProcess:
     def _on_frames(self, frames: list[FromRunner]) -> None:
         for frame in frames:
             if isinstance(frame, Tokens):
-                if not self._discard:
-                    self._queue.offer(frame)
+                if not self._discard and self._queue.offer(frame):
+                    self._lender.offer(self._queue.taken, self._transport)
+            elif isinstance(frame, Relayed):
+                self._lender.relayed(frame)
+            elif isinstance(frame, RelayEnd):
+                self._lender.ended(frame)
             elif isinstance(frame, Error) and not self._loaded.done():
                 self._loaded.set_result(frame)
             elif isinstance(frame, Done | Error | CallResult):
@@ -200,6 +210,7 @@ class RunnerProcess:
             self._died_during = self._phase
         self._runtime_idle.set()
         self._stopped.set()
+        self._lender.gone()
         if not self._loaded.done():
             self._loaded.set_result(None)
         self._queue.close()
@@ -225,12 +236,14 @@ class RunnerProcess:
         """The last measurement the runner reported (after load, after each generation)."""
         return self._memory
 
-    async def generate(self, gen: RunnerGeneration, push: Callable[[TokenChunk], bool] | None = None
-                       ) -> AsyncGenerator[TokenChunk | RunnerDone, None]:
+    async def generate(self, gen: RunnerGeneration, push: Callable[[TokenChunk], bool] | None = None,
+                       relay: RunnerRelay | None = None) -> AsyncGenerator[TokenChunk | RunnerDone, None]:
         """Run one generation: TokenChunks (each batching whatever tokens were ready), then one RunnerDone.
 
         Chunks ``push`` takes (``rkio.engine.chunk_push``) are not yielded: it is offered a frame from the
-        pipe's read callback while this generator waits with nothing queued.
+        pipe's read callback while this generator waits with nothing queued. ``relay``: the consumer's
+        socket, lent to the runner whenever the consumer has written everything (``RelayLender``); the
+        tokens the runner writes there are neither pushed nor yielded.
 
         Raises RunnerCrashed when the runner dies meanwhile, or the runner's RuntimeFailure /
         ContextLengthExceeded / Unsupported / InvalidRequest. Closing the iterator early (``aclose``)
@@ -245,7 +258,11 @@ class RunnerProcess:
             await self._begin(Generate(gen))
             queue = self._queue
             queue.push = push
+            lender = self._lender
+            lender.begin(relay)
             while True:
+                if relay is not None and not queue.queued:
+                    lender.offer(queue.taken, self._transport)  # all it took is written by now
                 frame = await queue.get()
                 if frame is None:
                     finished = True
@@ -254,21 +271,25 @@ class RunnerProcess:
                     yield queue.chunk(frame)
                 elif isinstance(frame, Done):
                     finished = True
+                    await lender.back()  # the consumer must not write its end while the runner may
                     yield RunnerDone(frame.finish, frame.prompt_tokens,  # type: ignore[arg-type]
                                      frame.completion_tokens, frame.perf, runner_memory(frame.memory),
                                      frame.outputs, frame.stop_sequence)
                     return
                 elif isinstance(frame, Error):
                     finished = True
+                    await lender.back()
                     raise to_exception(frame, await self._output.error_at(frame.marker))
         except GeneratorExit:
             # aclose(): the caller waits (with its own timeout) until the runtime has really stopped
             if not finished and self._abandon():
                 await self._runtime_idle.wait()
+                await self._lender.back()
             raise
         finally:
             self._consumer = False
             self._queue.release()
+            self._lender.release()
             if not finished:
                 self._abandon()
 
@@ -373,4 +394,5 @@ class RunnerProcess:
         for transport in (self._transport, self._pipe):
             if transport is not None:
                 transport.close()
+        self._lender.close()
         return self._child.exit(code, self._died_during)

@@ -29,22 +29,30 @@ class ConsumerQueue:
         self._name = name
         self._waiter: asyncio.Future[None] | None = None
         self._closed = False
+        self.taken = 0  # Tokens frames the consumer took since the last clear (pushed or through get)
 
     def put(self, frame: FromRunner) -> None:
         self._frames.append(frame)
         self._wake()
 
-    def offer(self, frame: Tokens) -> None:
-        """Hand ``frame`` to the push if the consumer waits with nothing queued before it; else queue it."""
+    @property
+    def queued(self) -> bool:
+        return bool(self._frames)
+
+    def offer(self, frame: Tokens) -> bool:
+        """Hand ``frame`` to the push if the consumer waits with nothing queued before it (True); else
+        queue it (False)."""
         push, waiter = self.push, self._waiter
         if push is not None and not self._frames and waiter is not None and not waiter.done():
             try:
                 if push(TokenChunk(frame.text, tuple(frame.ids))):
-                    return
+                    self.taken += 1
+                    return True
             except Exception:  # a broken consumer must not take the frame pipe down: it gets them queued
                 log.exception("runner for %s: a consumer's push failed", self._name)
                 self.push = None
         self.put(frame)
+        return False
 
     async def get(self) -> FromRunner | None:
         """The next frame; None once the pipe has closed and nothing is left."""
@@ -58,10 +66,12 @@ class ConsumerQueue:
     def chunk(self, first: Tokens) -> TokenChunk:
         """``first`` and every token frame queued right behind it, as one chunk."""
         frames = self._frames
+        self.taken += 1
         if not (frames and isinstance(frames[0], Tokens)):
             return TokenChunk(first.text, tuple(first.ids))
         texts, ids = [first.text], list(first.ids)
         while frames and isinstance(frames[0], Tokens):
+            self.taken += 1
             more = frames.popleft()
             texts.append(more.text)  # type: ignore[union-attr]
             ids.extend(more.ids)  # type: ignore[union-attr]
@@ -69,6 +79,7 @@ class ConsumerQueue:
 
     def clear(self) -> None:
         self._frames.clear()
+        self.taken = 0
 
     def release(self) -> None:
         """The consumer is gone: nobody waits, no push."""

@@ -1,9 +1,9 @@
 """The typed messages between the gateway and a runner process, and their length-prefixed framing.
 
 Each frame is a 4-byte little-endian length followed by a msgpack-encoded tagged ``msgspec.Struct``.
-Gateway -> runner: ``Load``, ``Generate``, ``Call``, ``Abort``, ``Stop``.
+Gateway -> runner: ``Load``, ``Generate``, ``Call``, ``Abort``, ``Stop``, ``Relay``, ``Reclaim``.
 Runner -> gateway: ``Loaded``, ``Progress``, ``Tokens``, ``Done``, ``CallResult``, ``Error``, ``Memory``,
-``Stopped``.
+``Stopped``, ``Relayed``, ``RelayEnd``.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 
 import msgspec
 
+from rkio.engine.chunk_push import RelayFormat
 from rkio.engine.runner.messages import RunnerGeneration
 from rkio.engine.runner.progress import LoadWork
 from rkio.engine.types import ModelSpec
@@ -53,6 +54,25 @@ class Abort(msgspec.Struct, tag=True, array_like=True):
 
 class Stop(msgspec.Struct, tag=True, array_like=True):
     """Abort if running, wait for the runtime to go idle, destroy the handle, exit."""
+
+
+class Relay(msgspec.Struct, tag=True, array_like=True):
+    """Write the running generation's tokens to the client's socket (``rkio.engine.chunk_push``).
+
+    The socket's descriptor comes on the relay socket, just before. ``after``: how many Tokens frames the
+    gateway has written to the client; the runner accepts only if that is every one it sent, so no token
+    in flight can be overtaken. It answers with RelayEnd (of the same ``offer``), at once if it refuses.
+    """
+
+    format: RelayFormat
+    after: int
+    offer: int  # numbers the gateway's offers, so that a late answer is never taken for a newer one's
+    report_s: float  # how often to send Relayed while tokens go out
+
+
+class Reclaim(msgspec.Struct, tag=True, array_like=True):
+    """Give the lent socket back now (the gateway must write to it: shutdown, an error), even while the
+    runtime hangs: answered by RelayEnd, which the answer to an outstanding Relay precedes."""
 
 
 # ------------------------------------------------------------------------------------- runner -> gateway
@@ -122,8 +142,27 @@ class Stopped(msgspec.Struct, tag=True, array_like=True):
     """The handle is destroyed; the process exits right after."""
 
 
-ToRunner = Load | Generate | Call | Abort | Stop
-FromRunner = Loaded | Progress | Tokens | Done | CallResult | Error | Memory | Stopped
+class Relayed(msgspec.Struct, tag=True, array_like=True):
+    """Sent every ``Relay.report_s`` while relaying: the gaps between the tokens written since the last."""
+
+    gaps: list[float]
+
+
+class RelayEnd(msgspec.Struct, tag=True, array_like=True):
+    """The runner no longer writes to the client's socket (refused, generation over, socket full or gone).
+
+    ``residue``: the end of a chunk the socket did not take, for the gateway to send before anything else.
+    Later tokens come as Tokens frames again.
+    """
+
+    gaps: list[float]
+    residue: bytes
+    why: str  # refused | over | full | broken | reclaimed
+    offer: int  # the Relay's
+
+
+ToRunner = Load | Generate | Call | Abort | Stop | Relay | Reclaim
+FromRunner = Loaded | Progress | Tokens | Done | CallResult | Error | Memory | Stopped | Relayed | RelayEnd
 
 _encoder = msgspec.msgpack.Encoder()
 _to_runner = msgspec.msgpack.Decoder(ToRunner)

@@ -31,6 +31,8 @@ from rkio.engine.runner.frames import (
     Loaded,
     Memory,
     Progress,
+    Reclaim,
+    Relay,
     Stop,
     Stopped,
     ToRunner,
@@ -62,6 +64,7 @@ def exit_orphaned() -> None:
     log.error("the gateway is gone and the runtime ignored the abort for %.0f s; exiting", ORPHAN_EXIT_S)
     os._exit(EXIT_ORPHANED)
 SYNC_LINE = "rkio-runner: sync {}\n"
+RELAY_FD_WAIT_S = 1.0  # the descriptor is sent before its Relay frame: it is there, or never comes
 
 
 class RunnerService:
@@ -73,9 +76,13 @@ class RunnerService:
     """
 
     def __init__(self, sock: socket.socket, out_fd: int, runtime_factory: RuntimeFactory, *,
-                 heartbeat_s: float = 1.0, stderr_fd: int = 2, orphan_exit_s: float = ORPHAN_EXIT_S,
+                 relay_sock: socket.socket | None = None, heartbeat_s: float = 1.0, stderr_fd: int = 2,
+                 orphan_exit_s: float = ORPHAN_EXIT_S,
                  orphaned: Callable[[], None] = exit_orphaned) -> None:
         self._sock = sock
+        self._relay_sock = relay_sock  # client sockets lent for a relay arrive here (SCM_RIGHTS)
+        if relay_sock is not None:
+            relay_sock.settimeout(RELAY_FD_WAIT_S)
         self._factory = runtime_factory
         self._heartbeat_s = heartbeat_s
         self._stderr_fd = stderr_fd
@@ -132,7 +139,11 @@ class RunnerService:
                     frame = decode_to_runner(body)
                     if isinstance(frame, Abort | Stop):
                         self._abort()
-                    if not isinstance(frame, Abort):
+                    if isinstance(frame, Relay):  # the main thread is inside the runtime: answer here
+                        self._writer.relay(frame, self._lent_fd())
+                    elif isinstance(frame, Reclaim):
+                        self._writer.reclaim()
+                    elif not isinstance(frame, Abort):
                         self._commands.put(frame)
         except (OSError, FrameError) as exc:
             log.error("runner input failed: %s", exc)
@@ -141,6 +152,17 @@ class RunnerService:
         self._commands.put(None)
         if not self._served.wait(self._orphan_exit_s):
             self._orphaned()
+
+    def _lent_fd(self) -> int | None:
+        """The client socket the gateway sent just before its Relay frame."""
+        if self._relay_sock is None:
+            return None
+        try:
+            _, fds, _, _ = socket.recv_fds(self._relay_sock, 1, 1)
+        except OSError as exc:
+            log.error("no client socket came with a relay: %s", exc)
+            return None
+        return fds[0] if fds else None
 
     def _abort(self) -> None:
         with self._state_lock:

@@ -20,6 +20,10 @@ before. A token is thus delayed by at most half a millisecond, and only when tok
 
 Whoever holds ``_busy`` owns the pipe: the callback (non-blocking writes), the writer thread (blocking
 write of a backlog) or ``send`` (a control frame after every token pushed before it).
+
+While the gateway has lent the client's socket (``relay``; ``rkio.engine.chunk_push``), the callback
+writes each token there instead (``DirectSocket``), under the lock, and the pipe carries only a report
+every few seconds and, when the relay ends, a RelayEnd before any later frame.
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ import termios
 import threading
 import time
 
-from rkio.engine.runner.frames import FromRunner, Tokens, encode
+from rkio.engine.runner.direct_socket import DirectSocket
+from rkio.engine.runner.frames import FromRunner, Relay, Relayed, RelayEnd, Tokens, encode
 
 COALESCE_S = 0.0005  # seconds a token may wait for company before it is written alone
 # Whether the gateway has read the last frame is asked only this soon after writing it: a frame unread for
@@ -60,6 +65,9 @@ class TokenWriter:
         self._deferred = False  # tokens were held back: the writer thread flushes them after COALESCE_S
         self._last_write = 0.0
         self._unread_bytes = array.array("i", [0])
+        self._generation = False  # between first_token_next and the frame that ends the generation
+        self._frames_sent = 0  # Tokens frames of this generation handed to the pipe
+        self._relay: DirectSocket | None = None
         self.broken = False  # the gateway went away
         self._thread = threading.Thread(target=self._run, name="rkio-runner-writer", daemon=True)
         self._thread.start()
@@ -69,28 +77,90 @@ class TokenWriter:
         with self._lock:
             self._last_write = 0.0
             self._deferred = False  # the previous generation's Done frame carried everything held back
+            self._generation, self._frames_sent = True, 0
 
     def push(self, text: str, token_id: int) -> None:
         """Called from the runtime's callback for each token; never blocks on the pipe."""
         with self._lock:
-            self._texts.append(text)
-            self._ids.append(token_id)
-            if self._busy or self._deferred:  # the writer thread's timer will take this one along
-                return
-            self._busy = True
-        self._drain_nonblocking()
+            relay = self._relay
+            if relay is None:
+                self._texts.append(text)
+                self._ids.append(token_id)
+                if self._busy or self._deferred:  # the writer thread's timer will take this one along
+                    return
+                self._busy = True
+            else:
+                frame = self._relayed(relay, text, 1)
+        if relay is None:
+            self._drain_nonblocking()
+        elif frame is not None:
+            self._send_frame(frame)
 
     def push_many(self, text: str, ids: list[int]) -> None:
         with self._lock:
-            self._texts.append(text)
-            self._ids.extend(ids)
-            if self._busy or self._deferred:
-                return
-            self._busy = True
-        self._drain_nonblocking()
+            relay = self._relay
+            if relay is None:
+                self._texts.append(text)
+                self._ids.extend(ids)
+                if self._busy or self._deferred:
+                    return
+                self._busy = True
+            else:
+                frame = self._relayed(relay, text, len(ids))
+        if relay is None:
+            self._drain_nonblocking()
+        elif frame is not None:
+            self._send_frame(frame)
 
     def send(self, message: FromRunner) -> None:
-        """Send a control frame after every token pushed before it (blocking)."""
+        """Send a control frame after every token pushed before it (blocking); it ends the generation,
+        and with it a relay (whose RelayEnd goes first)."""
+        with self._lock:
+            self._generation = False
+            relay, self._relay = self._relay, None
+        if relay is not None:
+            relay.close()
+            self._send_frame(RelayEnd(relay.gaps, b"", "over", relay.offer))
+        self._send_frame(message)
+
+    def relay(self, command: Relay, fd: int | None) -> None:
+        """Write the generation's tokens to the client's socket ``fd`` from now on, if no token is in
+        flight to the gateway (``command.after``); else refuse. Either way the gateway hears a RelayEnd
+        (at once when refused). Called from the runner's reader thread."""
+        with self._lock:
+            ok = (fd is not None and self._generation and self._relay is None and not self._busy
+                  and not self._texts and not self._deferred and not self.broken
+                  and command.after == self._frames_sent)
+            if ok:
+                assert fd is not None
+                self._relay = DirectSocket(fd, command.format, self._last_write or time.monotonic(),
+                                           command.offer, command.report_s)
+        if not ok:
+            if fd is not None:
+                os.close(fd)
+            self._send_frame(RelayEnd([], b"", "refused", command.offer))
+
+    def reclaim(self) -> None:
+        """The gateway wants the socket back: no write to it after this (from the reader thread)."""
+        with self._lock:
+            relay, self._relay = self._relay, None
+        if relay is not None:
+            relay.close()
+            self._send_frame(RelayEnd(relay.gaps, b"", "reclaimed", relay.offer))
+
+    def _relayed(self, relay: DirectSocket, text: str, n_tokens: int) -> FromRunner | None:
+        """Write a token to the relay (the lock held); returns the frame the gateway must hear now, if
+        any: a report, or the relay's end."""
+        now = time.monotonic()
+        why = relay.write(text, n_tokens, now)
+        if why is None:
+            gaps = relay.report(now)
+            return None if gaps is None else Relayed(gaps)
+        self._relay = None
+        relay.close()
+        return RelayEnd(relay.gaps, relay.residue, why, relay.offer)
+
+    def _send_frame(self, message: FromRunner) -> None:
         data = self._acquire() + encode(message)
         self._sendall(data)
         self._finish_blocking()
@@ -125,6 +195,7 @@ class TokenWriter:
                 return b""
             texts, ids = self._texts, self._ids
             self._texts, self._ids = [], []
+            self._frames_sent += 1
         return encode(Tokens("".join(texts), ids))
 
     def _release(self) -> bool:
