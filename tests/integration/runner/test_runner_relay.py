@@ -97,6 +97,15 @@ async def connection(buffer: int | None = None) -> tuple[Consumer, socket.socket
     return Consumer(transport, ours), client
 
 
+async def started(make_spec: SpecMaker, sim_env: dict[str, str], runners: list[RunnerProcess],
+                  **header: object) -> RunnerProcess:
+    """A runner on a sim model with ``header`` (its pace, its fault), killed after the test."""
+    spec = make_spec(**header)
+    runner = await RunnerProcess.start(spec, spec.load, env=sim_env)
+    runners.append(runner)
+    return runner
+
+
 async def read_all(client: socket.socket) -> bytes:
     loop = asyncio.get_running_loop()
     data = b""
@@ -125,8 +134,7 @@ async def generate(runner: RunnerProcess, prompt: str, consumer: Consumer,
 
 async def test_the_runner_writes_the_tokens_and_the_client_reads_the_reply_whole(
         make_spec: SpecMaker, sim_env: dict[str, str], runners: list[RunnerProcess]) -> None:
-    runner = await RunnerProcess.start(spec := make_spec(token_us=5000), spec.load, env=sim_env)
-    runners.append(runner)
+    runner = await started(make_spec, sim_env, runners, token_us=5000)
     for prompt, n in (("[[n=40]] the quick brown fox", 40), ("[[n=12]] and again", 12)):
         consumer, client = await connection()
         reading = asyncio.ensure_future(read_all(client))
@@ -142,8 +150,7 @@ async def test_the_runner_writes_the_tokens_and_the_client_reads_the_reply_whole
 
 async def test_a_client_that_stops_reading_gets_the_rest_through_the_gateway_in_order(
         make_spec: SpecMaker, sim_env: dict[str, str], runners: list[RunnerProcess]) -> None:
-    runner = await RunnerProcess.start(spec := make_spec(token_us=2000), spec.load, env=sim_env)
-    runners.append(runner)
+    runner = await started(make_spec, sim_env, runners, token_us=2000)
     consumer, client = await connection(buffer=4096)
     prompt = "[[n=600]] long words for a full socket"
     done = await generate(runner, prompt, consumer)  # the client reads only afterwards
@@ -157,9 +164,7 @@ async def test_a_client_that_stops_reading_gets_the_rest_through_the_gateway_in_
 
 async def test_a_crash_while_the_socket_is_lent_gives_it_back_with_the_crash(
         make_spec: SpecMaker, sim_env: dict[str, str], runners: list[RunnerProcess]) -> None:
-    runner = await RunnerProcess.start(spec := make_spec(token_us=5000, fault="segv_at_token:8"), spec.load,
-                                       env=sim_env)
-    runners.append(runner)
+    runner = await started(make_spec, sim_env, runners, token_us=5000, fault="segv_at_token:8")
     consumer, client = await connection()
     reading = asyncio.ensure_future(read_all(client))
     prompt = "[[n=20]] a b c"
@@ -175,9 +180,7 @@ async def test_a_crash_while_the_socket_is_lent_gives_it_back_with_the_crash(
 async def test_a_hung_runtime_gives_the_socket_back_when_the_gateway_reclaims_it(
         make_spec: SpecMaker, sim_env: dict[str, str], runners: list[RunnerProcess]) -> None:
     # at shutdown the gateway must write its error event even if the runtime hangs inside the run
-    runner = await RunnerProcess.start(spec := make_spec(token_us=5000, fault="hang_at_token:6"), spec.load,
-                                       env=sim_env)
-    runners.append(runner)
+    runner = await started(make_spec, sim_env, runners, token_us=5000, fault="hang_at_token:6")
     consumer, client = await connection()
     reading = asyncio.ensure_future(read_all(client))
     prompt = "[[n=20]] one two three"
