@@ -158,7 +158,8 @@ class RunnerService:
         if self._relay_sock is None:
             return None
         try:
-            _, fds, _, _ = socket.recv_fds(self._relay_sock, 1, 1)
+            # close-on-exec: a process the runtime starts must not keep a client's connection open
+            _, fds, _, _ = socket.recv_fds(self._relay_sock, 1, 1, socket.MSG_CMSG_CLOEXEC)
         except OSError as exc:
             log.error("no client socket came with a relay: %s", exc)
             return None
