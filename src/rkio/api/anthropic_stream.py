@@ -127,7 +127,14 @@ class MessagesStreamEncoder(SseKeepalive):
         return b"".join(out)
 
     def relay_format(self) -> RelayFormat | None:
-        return None  # a text block opens and closes around reasoning and tool calls: built per chunk
+        # only once a plain reply's text block is open is every chunk a delta of that same block
+        if not (self.parser.passthrough and self._open == "text"):
+            return None
+        marker = "\0"  # never in a token's text as such: JSON writes it \u0000
+        event = _event("content_block_delta", {"index": self._index,
+                                               "delta": {"type": "text_delta", "text": marker}})
+        prefix, suffix = event.split(_encode(marker))
+        return RelayFormat(prefix, suffix)
 
     def text(self, text: str) -> bytes:
         return self._opening() + self._reply(self.parser.feed(text))

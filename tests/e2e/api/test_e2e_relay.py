@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+import anthropic
 import httpx
 import ollama
 import openai
@@ -17,10 +18,14 @@ PROMPT = 'say "quoted" wörds \\ back slash [[n=25]]'  # JSON escapes and UTF-8 
 def _streams(live: LiveServer) -> dict[str, str]:
     oa = openai.OpenAI(base_url=live.url + "/v1", api_key="unused", max_retries=0)
     ol = ollama.Client(host=live.url)
+    an = anthropic.Anthropic(base_url=live.url, api_key="unused", max_retries=0)
     messages = [{"role": "user", "content": PROMPT}]
     chat = oa.chat.completions.create(model="sim-slow", messages=messages, stream=True)  # type: ignore
     completion = oa.completions.create(model="sim-slow", prompt=PROMPT, stream=True)
+    with an.messages.stream(model="sim-slow", max_tokens=100, messages=messages) as stream:  # type: ignore
+        claude = "".join(stream.text_stream)
     return {
+        "anthropic messages": claude,
         "openai chat": "".join(c.choices[0].delta.content or "" for c in chat if c.choices),
         "openai completion": "".join(c.choices[0].text for c in completion if c.choices),
         "ollama chat": "".join(p.message.content or "" for p in ol.chat(model="sim-slow", messages=messages,
@@ -46,9 +51,9 @@ def test_relayed_streams_equal_the_gateways_for_every_client(
         metrics[name] = httpx.get(live.url + "/metrics").text
     assert replies["relayed"] == replies["written"]
     assert all(len(text.split()) == 25 for text in replies["relayed"].values())  # 25 tokens, none lost
-    # the runner wrote all but the first token of each of the four replies...
-    assert _metric(metrics["relayed"], "rkio_relayed_tokens_total") >= 4 * 20
+    # the runner wrote all but the first token of each of the five replies...
+    assert _metric(metrics["relayed"], "rkio_relayed_tokens_total") >= 5 * 20
     assert _metric(metrics["written"], "rkio_relayed_tokens_total") == 0
     # ... and the inter-token latency saw every gap either way
     gaps = {name: _metric(text, "rkio_inter_token_latency_seconds_count") for name, text in metrics.items()}
-    assert gaps["relayed"] == gaps["written"] == 4 * 24
+    assert gaps["relayed"] == gaps["written"] == 5 * 24
