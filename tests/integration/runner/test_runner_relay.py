@@ -97,6 +97,12 @@ async def connection(buffer: int | None = None) -> tuple[Consumer, socket.socket
     return Consumer(transport, ours), client
 
 
+async def read_along() -> tuple[Consumer, socket.socket, asyncio.Future[bytes]]:
+    """A connection whose client reads everything as it comes."""
+    consumer, client = await connection()
+    return consumer, client, asyncio.ensure_future(read_all(client))
+
+
 async def started(make_spec: SpecMaker, sim_env: dict[str, str], runners: list[RunnerProcess],
                   **header: object) -> RunnerProcess:
     """A runner on a sim model with ``header`` (its pace, its fault), killed after the test."""
@@ -107,6 +113,7 @@ async def started(make_spec: SpecMaker, sim_env: dict[str, str], runners: list[R
 
 
 async def read_all(client: socket.socket) -> bytes:
+    """Everything the client receives until the connection closes."""
     loop = asyncio.get_running_loop()
     data = b""
     while chunk_ := await loop.sock_recv(client, 1 << 16):
@@ -136,8 +143,7 @@ async def test_the_runner_writes_the_tokens_and_the_client_reads_the_reply_whole
         make_spec: SpecMaker, sim_env: dict[str, str], runners: list[RunnerProcess]) -> None:
     runner = await started(make_spec, sim_env, runners, token_us=5000)
     for prompt, n in (("[[n=40]] the quick brown fox", 40), ("[[n=12]] and again", 12)):
-        consumer, client = await connection()
-        reading = asyncio.ensure_future(read_all(client))
+        consumer, client, reading = await read_along()
         done = await generate(runner, prompt, consumer)
         consumer.transport.close()
         got = await reading
@@ -165,8 +171,7 @@ async def test_a_client_that_stops_reading_gets_the_rest_through_the_gateway_in_
 async def test_a_crash_while_the_socket_is_lent_gives_it_back_with_the_crash(
         make_spec: SpecMaker, sim_env: dict[str, str], runners: list[RunnerProcess]) -> None:
     runner = await started(make_spec, sim_env, runners, token_us=5000, fault="segv_at_token:8")
-    consumer, client = await connection()
-    reading = asyncio.ensure_future(read_all(client))
+    consumer, client, reading = await read_along()
     prompt = "[[n=20]] a b c"
     with pytest.raises(RunnerCrashed, match="SIGSEGV"):
         await generate(runner, prompt, consumer)
@@ -181,8 +186,7 @@ async def test_a_hung_runtime_gives_the_socket_back_when_the_gateway_reclaims_it
         make_spec: SpecMaker, sim_env: dict[str, str], runners: list[RunnerProcess]) -> None:
     # at shutdown the gateway must write its error event even if the runtime hangs inside the run
     runner = await started(make_spec, sim_env, runners, token_us=5000, fault="hang_at_token:6")
-    consumer, client = await connection()
-    reading = asyncio.ensure_future(read_all(client))
+    consumer, client, reading = await read_along()
     prompt = "[[n=20]] one two three"
     generating = asyncio.ensure_future(generate(runner, prompt, consumer))
     await asyncio.wait_for(consumer.was_lent.wait(), 5)
