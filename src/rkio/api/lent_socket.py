@@ -31,8 +31,7 @@ class LentSocket:
     def __init__(self, cycle: Any, fd: int, fmt: RelayFormat, record: RequestRecord,
                  writing: Callable[[], bool]) -> None:
         self.format = fmt
-        self.lent = False  # the runner may be writing: the stream must not
-        self.returned = asyncio.Event()  # set whenever it is not lent
+        self.returned = asyncio.Event()  # cleared while lent: the runner may be writing, the stream not
         self.returned.set()
         self._cycle = cycle
         self._fd = fd
@@ -45,13 +44,19 @@ class LentSocket:
         if (self._writing() or cycle.disconnected or cycle.response_complete or cycle.flow.write_paused
                 or cycle.transport.is_closing() or cycle.transport.get_write_buffer_size()):
             return None
-        self.lent, self._reclaim = True, reclaim
+        self._reclaim = reclaim
         self.returned.clear()
         return self._fd
 
+    @property
+    def lent(self) -> bool:
+        return not self.returned.is_set()
+
     async def back(self, timeout: float) -> bool:  # noqa: ASYNC109 (a bound the caller picks)
         """Ask for the socket back and wait for it; False if it is still lent after ``timeout`` s."""
-        if self.lent and self._reclaim is not None:
+        if not self.lent:
+            return True
+        if self._reclaim is not None:
             self._reclaim()
         try:
             await asyncio.wait_for(self.returned.wait(), timeout)
@@ -63,7 +68,6 @@ class LentSocket:
         self._record.relayed(time.perf_counter(), gaps)
 
     def ended(self, residue: bytes) -> None:
-        self.lent = False
         self.returned.set()
         cycle = self._cycle
         if residue and not cycle.disconnected and not cycle.transport.is_closing():

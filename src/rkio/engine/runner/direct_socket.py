@@ -14,6 +14,7 @@ import socket
 import msgspec
 
 from rkio.engine.chunk_push import RelayFormat
+from rkio.engine.runner.frames import RelayEnd
 from rkio.timestamps import utc_timestamp
 
 _FLAGS = socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL
@@ -67,6 +68,8 @@ class DirectSocket:
         gaps, self.gaps, self._reported = self.gaps, [], now
         return gaps
 
-    def close(self) -> None:
-        """Give the descriptor up (the gateway's own stays open): no write after this."""
+    def end(self, why: str) -> RelayEnd:
+        """Give the descriptor up (the gateway's own stays open; no write after this), and the frame that
+        tells the gateway: the gaps not yet reported, the residue of a full socket."""
         self._sock.close()
+        return RelayEnd(self.gaps, self.residue, why, self.offer)

@@ -34,8 +34,8 @@ class RelayLender:
         self._sock = sock
         self._send = send
         self._target: RunnerRelay | None = None  # the current consumer's, for new offers
-        self._lent_to: SocketRelay | None = None  # the consumer whose socket the runner may hold
-        self._lent = False  # offered or accepted: the consumer writes nothing until RelayEnd
+        # the consumer whose socket is offered or held: it writes nothing of its own until RelayEnd
+        self._lent_to: SocketRelay | None = None
         self._back = asyncio.Event()
         self._back.set()
         self._offers = 0
@@ -44,10 +44,6 @@ class RelayLender:
     def begin(self, target: RunnerRelay | None) -> None:
         """A generation starts; ``target`` is its consumer's offer (None: no relay)."""
         self._target, self._offers = target, OFFERS
-
-    @property
-    def lent(self) -> bool:
-        return self._lent
 
     async def back(self) -> None:
         """Returns once no offer is outstanding and the runner holds no socket."""
@@ -60,8 +56,8 @@ class RelayLender:
     def offer(self, taken: int, commands: asyncio.WriteTransport | None) -> None:
         """Lend the consumer's socket if it can be (it wrote all ``taken`` Tokens frames)."""
         target = self._target
-        if (target is None or self._lent or not self._offers or self._sock is None or commands is None
-                or commands.is_closing() or commands.get_write_buffer_size()):
+        if (target is None or self._lent_to is not None or not self._offers or self._sock is None
+                or commands is None or commands.is_closing() or commands.get_write_buffer_size()):
             return
         fd = target.ready_fd(self._reclaim)
         if fd is None:
@@ -72,14 +68,14 @@ class RelayLender:
             log.debug("could not lend a client socket: %s", exc)
             target.ended(b"")
             return
-        self._lent, self._lent_to = True, target
+        self._lent_to = target
         self._back.clear()
         self._offers -= 1
         self._offer_id += 1
         self._send(Relay(target.format, taken, self._offer_id, target.report_s))
 
     def _reclaim(self) -> None:
-        if self._lent:
+        if self._lent_to is not None:
             self._send(Reclaim())
 
     def relayed(self, frame: Relayed) -> None:
@@ -87,23 +83,24 @@ class RelayLender:
             self._lent_to.relayed(frame.gaps)
 
     def ended(self, frame: RelayEnd) -> None:
-        if not self._lent or frame.offer != self._offer_id:
+        target = self._lent_to
+        if target is None or frame.offer != self._offer_id:
             return  # an answer nobody waits for any more
-        target = self._give_back()
-        if target is not None:
-            if frame.gaps:
-                target.relayed(frame.gaps)
-            target.ended(frame.residue)
+        self._give_back()
+        if frame.gaps:
+            target.relayed(frame.gaps)
+        target.ended(frame.residue)
 
     def gone(self) -> None:
         """The runner died: whatever it held is closed, the socket is the consumer's again."""
-        if self._lent and (target := self._give_back()) is not None:
+        target = self._lent_to
+        if target is not None:
+            self._give_back()
             target.ended(b"")
 
-    def _give_back(self) -> SocketRelay | None:
-        target, self._lent_to, self._lent = self._lent_to, None, False
+    def _give_back(self) -> None:
+        self._lent_to = None
         self._back.set()
-        return target
 
     def close(self) -> None:
         if self._sock is not None:

@@ -119,8 +119,7 @@ class TokenWriter:
             self._generation = False
             relay, self._relay = self._relay, None
         if relay is not None:
-            relay.close()
-            self._send_frame(RelayEnd(relay.gaps, b"", "over", relay.offer))
+            self._send_frame(relay.end("over"))
         self._send_frame(message)
 
     def relay(self, command: Relay, fd: int | None) -> None:
@@ -145,8 +144,7 @@ class TokenWriter:
         with self._lock:
             relay, self._relay = self._relay, None
         if relay is not None:
-            relay.close()
-            self._send_frame(RelayEnd(relay.gaps, b"", "reclaimed", relay.offer))
+            self._send_frame(relay.end("reclaimed"))
 
     def _relayed(self, relay: DirectSocket, text: str, n_tokens: int) -> FromRunner | None:
         """Write a token to the relay (the lock held); returns the frame the gateway must hear now, if
@@ -157,8 +155,7 @@ class TokenWriter:
             gaps = relay.report(now)
             return None if gaps is None else Relayed(gaps)
         self._relay = None
-        relay.close()
-        return RelayEnd(relay.gaps, relay.residue, why, relay.offer)
+        return relay.end(why)
 
     def _send_frame(self, message: FromRunner) -> None:
         data = self._acquire() + encode(message)
