@@ -160,3 +160,26 @@ def test_reports_come_about_once_a_second_with_every_gap(monkeypatch: pytest.Mon
     assert isinstance(end, RelayEnd) and len(end.gaps) == 39 - 25
     writer.close()
     client.close()
+
+
+def test_a_client_gone_mid_relay_ends_it_and_the_tokens_go_back_to_the_pipe() -> None:
+    theirs, ours = os.pipe()
+    writer = TokenWriter(ours)
+    client, fd = lent_pair()
+    writer.first_token_next()
+    writer.relay(Relay(FORMAT, 0, 1, 1.0), fd)
+    writer.push("seen", 0)
+    assert chunks_of(client.recv(1 << 16)) == ["seen"]
+    client.close()  # the client hangs up while the runner holds the socket
+    n = 1
+    seen: list[object] = []
+    while not any(isinstance(f, RelayEnd) for f in seen):
+        writer.push("lost", n)  # the first send after the hang-up may still go into the void
+        n += 1
+        seen += frames_from(theirs)
+        assert n < 100
+    end = next(f for f in seen if isinstance(f, RelayEnd))
+    assert isinstance(end, RelayEnd) and end.why == "broken"
+    writer.push("after", n)  # the runner carries on through the gateway, which aborts it
+    assert frames_from(theirs) == [Tokens("after", [n])]
+    writer.close()
