@@ -51,6 +51,21 @@ def chunks_of(data: bytes) -> list[str]:
     return texts
 
 
+def push_until_relay_end(writer: TokenWriter, pipe: int, text: str, first: int) -> tuple[RelayEnd, int]:
+    """Push ``text`` as tokens ``first``, ``first + 1``, ... until the gateway hears a RelayEnd; returns it
+    and the id of the next token."""
+    n = first
+    seen: list[object] = []
+    while not any(isinstance(f, RelayEnd) for f in seen):
+        writer.push(text, n)
+        n += 1
+        seen += frames_from(pipe)
+        assert n < first + 10_000, "the relay never ended"
+    end = next(f for f in seen if isinstance(f, RelayEnd))
+    assert isinstance(end, RelayEnd)
+    return end, n
+
+
 def lent_pair() -> tuple[socket.socket, int]:
     """(the client's end, a descriptor of the server's end as the runner gets it)."""
     server, client = socket.socketpair()
@@ -116,15 +131,8 @@ def test_a_full_socket_ends_the_relay_with_the_rest_of_the_chunk_and_tokens_go_b
     writer.first_token_next()
     writer.relay(Relay(FORMAT, 0, 1, 1.0), os.dup(server.fileno()))
     word = "x" * 1000
-    n = 0
-    seen: list[object] = []
-    while not any(isinstance(f, RelayEnd) for f in seen):
-        writer.push(word, n)  # the client reads nothing
-        n += 1
-        seen += frames_from(theirs)
-        assert n < 10_000
-    end = next(f for f in seen if isinstance(f, RelayEnd))
-    assert isinstance(end, RelayEnd) and end.why == "full" and end.residue
+    end, n = push_until_relay_end(writer, theirs, word, 0)  # the client reads nothing
+    assert end.why == "full" and end.residue
     writer.push("after", n)
     assert frames_from(theirs) == [Tokens("after", [n])]
     # what the client gets, then the residue, is every relayed token whole
@@ -171,15 +179,9 @@ def test_a_client_gone_mid_relay_ends_it_and_the_tokens_go_back_to_the_pipe() ->
     writer.push("seen", 0)
     assert chunks_of(client.recv(1 << 16)) == ["seen"]
     client.close()  # the client hangs up while the runner holds the socket
-    n = 1
-    seen: list[object] = []
-    while not any(isinstance(f, RelayEnd) for f in seen):
-        writer.push("lost", n)  # the first send after the hang-up may still go into the void
-        n += 1
-        seen += frames_from(theirs)
-        assert n < 100
-    end = next(f for f in seen if isinstance(f, RelayEnd))
-    assert isinstance(end, RelayEnd) and end.why == "broken"
+    # the first send after the hang-up may still go into the void
+    end, n = push_until_relay_end(writer, theirs, "lost", 1)
+    assert end.why == "broken" and n < 100
     writer.push("after", n)  # the runner carries on through the gateway, which aborts it
     assert frames_from(theirs) == [Tokens("after", [n])]
     writer.close()
